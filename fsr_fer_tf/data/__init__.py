@@ -1,0 +1,1 @@
+"""Data sources, LR synthesis and tf.data pipelines."""

@@ -1,0 +1,43 @@
+"""User-facing errors: one clear line naming the problem and the fix.
+
+Library code raises `UserError` (or a subclass) for anything the user can fix:
+a missing folder, a corrupt file, a bad flag value. The command-line entry
+points wrap `main` with `cli_main`, which prints the message as a single
+`error:` line on stderr and exits with status 2 instead of a traceback.
+"""
+
+import functools
+import sys
+
+
+class UserError(ValueError):
+    """A problem with the user's input, with the fix in its message."""
+
+
+class DataError(UserError):
+    """A problem with a dataset on disk (missing, corrupt, mislabelled)."""
+
+
+class ConfigError(UserError):
+    """A bad flag or config value."""
+
+
+def require(condition, message, error=ConfigError):
+    """Raises `error(message)` unless `condition` holds."""
+    if not condition:
+        raise error(message)
+
+
+def cli_main(main):
+    """Wraps an absl `main(argv)` so that a `UserError` ends the program with
+    one line on stderr (exit status 2) rather than a traceback."""
+
+    @functools.wraps(main)
+    def wrapper(argv):
+        try:
+            return main(argv)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    return wrapper

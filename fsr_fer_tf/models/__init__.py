@@ -1,0 +1,1 @@
+"""Keras models: CovPoolFER, the RRDB generator and the critic."""

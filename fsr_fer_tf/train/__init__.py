@@ -1,0 +1,1 @@
+"""Training steps (tf.function) and the loop that owns logging and checkpoints."""

@@ -102,6 +102,7 @@ setuptools.setup(
         "opencv-python-headless<5",
         "absl-py",
         "matplotlib",
+        "pyyaml",
     ],
     extras_require={
         "dev": [

@@ -1,0 +1,99 @@
+"""Matplotlib figures shared by training summaries, evaluation and notebooks.
+
+Figures are drawn with the non-interactive Agg backend, so they work on a
+headless machine; `figure_to_png` turns one into PNG bytes for files or
+TensorBoard images.
+"""
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fsr_fer_tf import labels as labels_lib  # noqa: E402
+
+
+def figure_to_png(fig, dpi=100):
+    """Renders `fig` to PNG bytes and closes it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def confusion_figure(confusion, class_names=labels_lib.CLASS_NAMES, title=""):
+    """A row-normalised confusion matrix with counts in each cell.
+
+    Args:
+        confusion: [K, K] counts, rows are true classes.
+        class_names: K axis labels.
+        title: figure title.
+
+    Returns:
+        A matplotlib Figure.
+    """
+    confusion = np.asarray(confusion, dtype=np.float64)
+    support = confusion.sum(axis=1, keepdims=True)
+    rates = np.divide(
+        confusion, support, out=np.zeros_like(confusion), where=support > 0
+    )
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * k, 0.8 + 0.7 * k))
+    ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(k):
+        for j in range(k):
+            color = "white" if rates[i, j] > 0.5 else "black"
+            ax.text(
+                j,
+                i,
+                f"{int(confusion[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color=color,
+            )
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def face_grid(images, captions, ncols=8, title="", colors=None):
+    """A grid of faces with a caption under each.
+
+    Args:
+        images: [N, H, W, 3] pixel values 0..255 (any real dtype).
+        captions: N strings.
+        ncols: faces per row.
+        title: figure title.
+        colors: optional N matplotlib colours for the captions (e.g. green
+            for a correct prediction, red for a wrong one).
+
+    Returns:
+        A matplotlib Figure.
+    """
+    images = np.clip(np.asarray(images, dtype=np.float64), 0, 255)
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(1.6 * ncols, 1.9 * nrows), squeeze=False
+    )
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i in range(n):
+        ax = axes[i // ncols, i % ncols]
+        ax.imshow(images[i].astype(np.uint8), interpolation="nearest")
+        color = colors[i] if colors is not None else "black"
+        ax.set_title(captions[i], fontsize=7, color=color)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,305 @@
+"""What both training stages share: the run directory, checkpoints, summaries,
+progress lines, non-finite detection, best-model tracking and exports.
+
+The steps (what one update computes) live in `steps.py`; the entry points
+(`train_fer.py`, `train_fsr.py`) own the order of things; this module owns the
+bookkeeping around them.
+"""
+
+import json
+import math
+import os
+import time
+
+import tensorflow as tf
+import yaml
+from absl import logging
+
+from fsr_fer_tf import errors
+
+PARAMS_FILE = "params.yaml"
+_PARAMS_KEY = "params/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+class NonFiniteLossError(errors.UserError):
+    """A loss term became NaN or Inf; the message names the step and term."""
+
+
+def write_yaml(path, data):
+    """Writes `data` (plain dicts, lists, scalars) as YAML, atomically."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f, sort_keys=False, default_flow_style=False)
+    os.replace(tmp, path)
+
+
+def read_yaml(path):
+    """Reads a YAML file, with a one-line error if it is malformed."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f) or {}
+    except OSError as e:
+        raise errors.ConfigError(f"cannot read {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise errors.ConfigError(f"{path} is not valid YAML: {e}") from e
+
+
+def _diff(old, new, prefix=""):
+    """Lists 'key: old -> new' for every leaf that differs."""
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(_diff(a, b, name + "."))
+        elif a != b:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out
+
+
+def checkpoint_params(checkpoint_path):
+    """The params a checkpoint written by `RunDirectory` carries, or None."""
+    try:
+        raw = tf.train.load_variable(checkpoint_path, _PARAMS_KEY)
+    except (tf.errors.NotFoundError, ValueError):
+        return None
+    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+class RunDirectory:
+    """A training run's folder: params, checkpoints, TensorBoard logs.
+
+    On creation it refuses, with one clear error and without writing anything,
+    to reuse a folder whose checkpoint has a different architecture, or (when
+    `resume` is off) any folder that already holds a checkpoint.
+
+    Args:
+        model_dir: the run folder (created if missing).
+        params: the run's resolved config as a JSON-serialisable dict; written
+            to `params.yaml` and stored inside every checkpoint.
+        architecture: the subset of `params` a checkpoint's weights depend on
+            (e.g. model sizes); compared with the checkpoint's on resume.
+        resume: continue from the latest checkpoint if there is one.
+        kind: "fer" or "fsr", to refuse a stage-1 folder for stage 2 and back.
+
+    Example:
+        run = RunDirectory("checkpoints/fer", params, arch, resume=True,
+                           kind="fer")
+        manager = run.checkpoint_manager(ckpt, step_counter=step)
+    """
+
+    def __init__(self, model_dir, params, architecture, resume, kind):
+        self.model_dir = os.path.abspath(model_dir)
+        self.params = dict(params, kind=kind, architecture=architecture)
+        self.kind = kind
+        if os.path.exists(self.model_dir) and not os.path.isdir(self.model_dir):
+            raise errors.ConfigError(
+                f"--model_dir {self.model_dir} is a file; give a folder path."
+            )
+        latest = (
+            tf.train.latest_checkpoint(self.model_dir)
+            if os.path.isdir(self.model_dir)
+            else None
+        )
+        self.resuming = latest is not None
+        if latest is not None:
+            self._check_compatible(latest, resume)
+        try:
+            os.makedirs(self.model_dir, exist_ok=True)
+        except OSError as e:
+            raise errors.ConfigError(
+                f"cannot create --model_dir {self.model_dir}: {e.strerror}; "
+                "choose a writable folder."
+            ) from e
+        if not os.access(self.model_dir, os.W_OK):
+            raise errors.ConfigError(
+                f"--model_dir {self.model_dir} is not writable; choose a "
+                "writable folder."
+            )
+        write_yaml(os.path.join(self.model_dir, PARAMS_FILE), self.params)
+        self._params_variable = tf.Variable(
+            json.dumps(self.params, sort_keys=True), trainable=False
+        )
+
+    def _check_compatible(self, latest, resume):
+        old = checkpoint_params(latest) or {}
+        where = f"--model_dir {self.model_dir}"
+        if not resume:
+            raise errors.ConfigError(
+                f"{where} already holds a checkpoint ({os.path.basename(latest)}"
+                "); pass --resume to continue it or choose a new --model_dir."
+            )
+        if old.get("kind") not in (None, self.kind):
+            raise errors.ConfigError(
+                f"{where} holds a {old.get('kind')} run, not a {self.kind} "
+                "run; choose a new --model_dir."
+            )
+        changes = _diff(old.get("architecture", {}), self.params["architecture"])
+        if changes:
+            raise errors.ConfigError(
+                f"{where} holds a checkpoint of a different architecture "
+                f"({'; '.join(changes[:4])}); use the same settings to resume "
+                "or choose a new --model_dir. Nothing was overwritten."
+            )
+
+    def path(self, *parts):
+        return os.path.join(self.model_dir, *parts)
+
+    def checkpoint(self, **objects):
+        """A tf.train.Checkpoint of `objects` plus the run's params."""
+        return tf.train.Checkpoint(params=self._params_variable, **objects)
+
+    def checkpoint_manager(self, checkpoint, step_counter, max_to_keep=3,
+                           checkpoint_interval=None):
+        return tf.train.CheckpointManager(
+            checkpoint,
+            self.model_dir,
+            max_to_keep=max_to_keep,
+            step_counter=step_counter,
+            checkpoint_interval=checkpoint_interval,
+        )
+
+    def restore(self, checkpoint, manager):
+        """Restores the latest checkpoint if any; returns its path or None."""
+        if manager.latest_checkpoint is None:
+            return None
+        # The params variable is restored too; its value is this run's anyway.
+        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        self._params_variable.assign(json.dumps(self.params, sort_keys=True))
+        logging.info("Resumed from %s", manager.latest_checkpoint)
+        return manager.latest_checkpoint
+
+    def summary_writers(self):
+        """TensorBoard writers for `train/` and `validation/` (TFM layout)."""
+        return (
+            tf.summary.create_file_writer(self.path("train")),
+            tf.summary.create_file_writer(self.path("validation")),
+        )
+
+
+def export_keras(model, path):
+    """Saves `model` as a .keras file atomically (no half-written file)."""
+    tmp = path[: -len(".keras")] + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+class BestTracker:
+    """Keeps the best validation value across a run, resumable.
+
+    The best value lives in a variable that goes into the checkpoint, so a
+    resumed run does not replace a better earlier export.
+
+    Args:
+        run: the RunDirectory.
+        metric: name of the metric (for info.json).
+        higher_is_better: direction of "better".
+    """
+
+    def __init__(self, run, metric, higher_is_better=True):
+        self.run = run
+        self.metric = metric
+        self.sign = 1.0 if higher_is_better else -1.0
+        self.best = tf.Variable(-math.inf, dtype=tf.float64, trainable=False)
+
+    def update(self, value, step, save_fn, extra=None):
+        """Calls `save_fn()` and writes best/info.json if `value` is the best.
+
+        Returns:
+            True when `value` became the new best.
+        """
+        score = self.sign * float(value)
+        if score <= float(self.best.numpy()):
+            return False
+        self.best.assign(score)
+        save_fn()
+        info = {"step": int(step), "metric": self.metric, "value": float(value)}
+        info.update(extra or {})
+        os.makedirs(self.run.path("best"), exist_ok=True)
+        with open(self.run.path("best", "info.json"), "w") as f:
+            json.dump(info, f, indent=2)
+        return True
+
+
+def check_finite(step, metrics):
+    """Raises NonFiniteLossError naming the first non-finite scalar.
+
+    Args:
+        step: the step the metrics belong to.
+        metrics: {name: scalar} (tensors or floats).
+    """
+    for name, value in metrics.items():
+        v = float(value)
+        if not math.isfinite(v):
+            raise NonFiniteLossError(
+                f"'{name}' became {v} at step {step}; the last good state is "
+                "in the latest checkpoint. Lower the learning rate or try "
+                "--mixed_precision=false, then rerun to resume."
+            )
+
+
+def format_duration(seconds):
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class ProgressLogger:
+    """Prints a line every `every` steps: step, metrics, images/s, ETA.
+
+    Args:
+        total_steps: last step of the run.
+        every: steps between lines.
+        images_per_step: images one step consumes (for images/s).
+        start_step: the step training (re)starts from.
+    """
+
+    def __init__(self, total_steps, every, images_per_step, start_step=0):
+        self.total = total_steps
+        self.every = max(1, every)
+        self.images_per_step = images_per_step
+        self._last_step = start_step
+        self._last_time = time.perf_counter()
+        self.images_per_second = float("nan")
+
+    def maybe_log(self, step, metrics, force=False):
+        """Logs if `step` is due (or `force`); returns True when it logged."""
+        if not force and step % self.every and step != self.total:
+            return False
+        now = time.perf_counter()
+        steps = step - self._last_step
+        if steps > 0:
+            elapsed = now - self._last_time
+            self.images_per_second = steps * self.images_per_step / elapsed
+            eta = (self.total - step) * elapsed / steps
+        else:
+            eta = float("nan")
+        shown = " ".join(f"{k} {float(v):.4g}" for k, v in metrics.items())
+        pct = 100.0 * step / max(1, self.total)
+        eta_text = format_duration(eta) if math.isfinite(eta) else "?"
+        logging.info(
+            "step %d/%d (%.0f%%) | %s | %.1f img/s | eta %s",
+            step,
+            self.total,
+            pct,
+            shown,
+            self.images_per_second,
+            eta_text,
+        )
+        self._last_step, self._last_time = step, now
+        return True
+
+
+def write_scalars(writer, step, metrics, prefix=""):
+    """Writes {name: scalar} to a TensorBoard writer at `step`."""
+    with writer.as_default(step=int(step)):
+        for name, value in metrics.items():
+            tf.summary.scalar(prefix + name, float(value))
+
+
+def write_png(writer, step, name, png_bytes):
+    """Writes PNG bytes (e.g. from plots.figure_to_png) as a summary image."""
+    image = tf.io.decode_png(png_bytes, channels=4)[None]
+    with writer.as_default(step=int(step)):
+        tf.summary.image(name, image)

@@ -1,0 +1,117 @@
+"""Tests for the run-directory bookkeeping in fsr_fer_tf.train.loop."""
+
+import json
+import math
+import os
+
+import pytest
+import tensorflow as tf
+
+from fsr_fer_tf import errors
+from fsr_fer_tf.train import loop
+
+ARCH = {"model": {"bimap_dim": 32, "conv_filters": [16, 32]}}
+
+
+def _save_checkpoint(run, value=1.0):
+    v = tf.Variable(value)
+    step = tf.Variable(5, dtype=tf.int64)
+    ckpt = run.checkpoint(v=v, step=step)
+    manager = run.checkpoint_manager(ckpt, step_counter=step)
+    manager.save(checkpoint_number=5)
+    return ckpt, manager, v
+
+
+def test_params_written_and_stored_in_checkpoint(tmp_path):
+    run = loop.RunDirectory(tmp_path / "r", {"lr": 0.1}, ARCH, True, "fer")
+    assert not run.resuming
+    params = loop.read_yaml(run.path("params.yaml"))
+    assert params["lr"] == 0.1 and params["architecture"] == ARCH
+    _, manager, _ = _save_checkpoint(run)
+    stored = loop.checkpoint_params(manager.latest_checkpoint)
+    assert stored["architecture"] == ARCH and stored["kind"] == "fer"
+
+
+def test_resume_restores_values(tmp_path):
+    run = loop.RunDirectory(tmp_path / "r", {}, ARCH, True, "fer")
+    _save_checkpoint(run, value=3.5)
+    run2 = loop.RunDirectory(tmp_path / "r", {}, ARCH, True, "fer")
+    assert run2.resuming
+    v = tf.Variable(0.0)
+    step = tf.Variable(0, dtype=tf.int64)
+    ckpt = run2.checkpoint(v=v, step=step)
+    manager = run2.checkpoint_manager(ckpt, step_counter=step)
+    assert run2.restore(ckpt, manager).endswith("ckpt-5")
+    assert float(v.numpy()) == 3.5 and int(step.numpy()) == 5
+
+
+def test_different_architecture_is_refused_and_nothing_written(tmp_path):
+    run = loop.RunDirectory(tmp_path / "r", {"x": 1}, ARCH, True, "fer")
+    _save_checkpoint(run)
+    before = open(run.path("params.yaml")).read()
+    other = {"model": {"bimap_dim": 128, "conv_filters": [16, 32]}}
+    with pytest.raises(errors.ConfigError, match="different architecture.*"
+                       "bimap_dim: 32 -> 128"):
+        loop.RunDirectory(tmp_path / "r", {"x": 2}, other, True, "fer")
+    assert open(run.path("params.yaml")).read() == before
+
+
+def test_existing_checkpoint_without_resume_and_wrong_kind(tmp_path):
+    run = loop.RunDirectory(tmp_path / "r", {}, ARCH, True, "fer")
+    _save_checkpoint(run)
+    with pytest.raises(errors.ConfigError, match="--resume"):
+        loop.RunDirectory(tmp_path / "r", {}, ARCH, False, "fer")
+    with pytest.raises(errors.ConfigError, match="fer run, not a fsr run"):
+        loop.RunDirectory(tmp_path / "r", {}, ARCH, True, "fsr")
+
+
+def test_model_dir_that_is_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(errors.ConfigError, match="is a file"):
+        loop.RunDirectory(f, {}, ARCH, True, "fer")
+
+
+def test_best_tracker_only_saves_improvements(tmp_path):
+    run = loop.RunDirectory(tmp_path / "r", {}, ARCH, True, "fer")
+    saved = []
+    best = loop.BestTracker(run, "val_accuracy")
+    assert best.update(0.5, 10, lambda: saved.append(10))
+    assert not best.update(0.4, 20, lambda: saved.append(20))
+    assert best.update(0.7, 30, lambda: saved.append(30), {"scale": "x4"})
+    assert saved == [10, 30]
+    info = json.load(open(run.path("best", "info.json")))
+    assert info == {"step": 30, "metric": "val_accuracy", "value": 0.7,
+                    "scale": "x4"}
+    lower = loop.BestTracker(run, "loss", higher_is_better=False)
+    assert lower.update(2.0, 1, lambda: None)
+    assert not lower.update(3.0, 2, lambda: None)
+    assert lower.update(1.0, 3, lambda: None)
+
+
+def test_check_finite_names_step_and_term():
+    loop.check_finite(3, {"a": 1.0, "b": tf.constant(2.0)})
+    with pytest.raises(loop.NonFiniteLossError, match="'b' became nan at "
+                       "step 7"):
+        loop.check_finite(7, {"a": 1.0, "b": float("nan")})
+    with pytest.raises(loop.NonFiniteLossError, match="inf"):
+        loop.check_finite(7, {"a": math.inf})
+
+
+def test_export_keras_atomic(tmp_path):
+    import keras
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    path = str(tmp_path / "m.keras")
+    loop.export_keras(model, path)
+    assert os.listdir(tmp_path) == ["m.keras"]
+    x = np.ones((1, 3), np.float32)
+    np.testing.assert_allclose(keras.models.load_model(path)(x), model(x))
+
+
+def test_progress_logger_due_steps():
+    p = loop.ProgressLogger(total_steps=10, every=4, images_per_step=2)
+    logged = [s for s in range(1, 11) if p.maybe_log(s, {"loss": 1.0})]
+    assert logged == [4, 8, 10]
+    assert p.images_per_second > 0

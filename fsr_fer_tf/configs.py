@@ -6,6 +6,8 @@ configs (or plain arguments), never absl FLAGS.
 
 import dataclasses
 
+from fsr_fer_tf import errors
+
 DATA_FORMATS = ("synthetic", "rafdb", "folder", "fer2013_csv")
 
 
@@ -152,3 +154,235 @@ CRITIC_PRESETS = {
     "released": CriticConfig(base_filters=8, use_bias=False),
     "demo": CriticConfig(base_filters=8),
 }
+
+
+@dataclasses.dataclass
+class FERTrainConfig:
+    """Stage-1 training: CovPoolFER on HR faces (released CovPoolFER recipe).
+
+    The FSR-FER paper used the released pretrained CovPoolFER model; these are
+    the settings of that code (`train2.sh`, `framework.py`): Adam with
+    epsilon 0.1, learning rate 0.1 -> 1e-4 by epochs, batch 128, weight decay
+    5e-2 (slim l2: wd * sum(w^2) / 2 on conv and dense kernels), center loss
+    1e-2 with centre update rate 1 - 0.9, random flip and +-10 degree rotation.
+
+    Attributes:
+        batch_size: images per step.
+        epochs: passes over the train split (ignored when `steps` > 0).
+        steps: total steps; 0 means `epochs` x steps per epoch.
+        learning_rate_schedule: "epoch:lr,epoch:lr,..." piecewise constant.
+        adam_epsilon: Adam's epsilon (facenet/CovPoolFER used 0.1).
+        weight_decay: L2 factor on conv/dense kernels (slim convention).
+        center_loss_weight: weight of the center loss on the 128-d embedding
+            (0 disables it).
+        center_loss_alpha: centre update: c -= (1 - alpha) (c - x).
+        train_scales: LR scales sampled per training image; "1" trains on HR
+            faces only, as the paper's pretrained model was.
+        random_flip: random horizontal flips.
+        max_rotation: random rotation range in degrees.
+        max_shift: random shift range in pixels (released: none).
+        val_scales: scales evaluated on the validation split each time.
+        eval_every_epochs: validation (and best.keras) every this many epochs.
+        log_every: steps between progress lines and train summaries.
+        mixed_precision: run under the mixed_float16 policy.
+        seed: seed of weights, data order and augmentation.
+    """
+
+    batch_size: int = 128
+    epochs: int = 800
+    steps: int = 0
+    learning_rate_schedule: str = "0:0.1,120:0.01,240:0.001,500:0.0001"
+    adam_epsilon: float = 0.1
+    weight_decay: float = 5e-2
+    center_loss_weight: float = 1e-2
+    center_loss_alpha: float = 0.9
+    train_scales: str = "1"
+    random_flip: bool = True
+    max_rotation: float = 10.0
+    max_shift: int = 0
+    val_scales: str = "1"
+    eval_every_epochs: int = 10
+    log_every: int = 50
+    mixed_precision: bool = False
+    seed: int = 0
+
+
+FER_TRAIN_PRESETS = {
+    "paper": FERTrainConfig(),
+    "demo": FERTrainConfig(
+        batch_size=32,
+        epochs=12,
+        learning_rate_schedule="0:0.01,8:0.001",
+        weight_decay=5e-4,
+        val_scales="1,4,8",
+        eval_every_epochs=3,
+        log_every=25,
+    ),
+}
+
+
+@dataclasses.dataclass
+class FSRTrainConfig:
+    """Stage-2 training: the feature-SR GAN (paper section 3.4).
+
+    Attributes:
+        batch_size: HR/LR pairs per step (released: 32).
+        steps: generator updates.
+        scales: LR scales, one drawn per sample (one model for all scales).
+        learning_rate: Adam learning rate of G and D.
+        lr_boundaries: steps at which the learning rate is multiplied by
+            `lr_decay`.
+        lr_decay: factor at each boundary (0.5: halved).
+        beta_1: Adam beta_1 (paper: 0 for GAN stability).
+        beta_2: Adam beta_2 (the paper does not set it; Adam's default).
+        n_critic: critic updates per generator update.
+        k: WGAN-div penalty weight.
+        p: WGAN-div penalty power.
+        reweight: classification-aware re-weighting of G's losses (Table 2).
+        sigma: re-weighting w = (sigma - p_true)^r.
+        r: re-weighting exponent.
+        adv_weight: weight of L_gan(G).
+        perceptual_weight: weight of L_p (through the head's 128-d layer).
+        l2_weight: weight of the feature-wise L2 loss.
+        l2_reduction: "mean" or "sum" of squared errors over the d x d map.
+        critic_weighting: weight the critic's two expectations by w too
+            (released code).
+        pretrain_steps: L2-only generator pre-training steps (released 40k).
+        pretrain_learning_rate: its learning rate.
+        pretrain_lr_boundaries: its halving steps.
+        eval_every: validation every this many steps.
+        eval_images: validation images per scale (0: the whole split).
+        log_every: steps between progress lines and train summaries.
+        checkpoint_every: steps between checkpoints.
+        mixed_precision: run G and D under the mixed_float16 policy.
+        jit_compile: XLA-compile the G/D computations (not eigh).
+        seed: seed of weights, data order, scales and epsilon draws.
+    """
+
+    batch_size: int = 32
+    steps: int = 400_000
+    scales: str = "2,3,4,5,6,7,8"
+    learning_rate: float = 2e-4
+    lr_boundaries: str = "20000,50000,100000,200000"
+    lr_decay: float = 0.5
+    beta_1: float = 0.0
+    beta_2: float = 0.999
+    n_critic: int = 1
+    k: float = 2.0
+    p: float = 6.0
+    reweight: bool = True
+    sigma: float = 1.5
+    r: float = 1.0
+    adv_weight: float = 1.0
+    perceptual_weight: float = 1.0
+    l2_weight: float = 1.0
+    l2_reduction: str = "mean"
+    critic_weighting: bool = False
+    pretrain_steps: int = 0
+    pretrain_learning_rate: float = 2e-4
+    pretrain_lr_boundaries: str = "20000"
+    eval_every: int = 5000
+    eval_images: int = 0
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    seed: int = 0
+
+
+FSR_TRAIN_PRESETS = {
+    "paper": FSRTrainConfig(),
+    "demo": FSRTrainConfig(
+        steps=1500,
+        lr_boundaries="600,1000,1300",
+        eval_every=500,
+        eval_images=0,
+        log_every=50,
+        checkpoint_every=250,
+    ),
+}
+
+# `--recipe=released`: what the authors' TF1 code does where it departs from
+# the paper (DESIGN.md "Stage 2"). Its GAN learning rate 2e-5 steps down at
+# 20k, 100k and 200k iterations (train_module_full.py: boundaries
+# 10k/20k/50k/100k/200k with values lr, lr, lr/2, lr/2, lr/4, lr/8).
+RECIPES = {
+    "paper": {"generator": {}, "critic": {}, "train": {}},
+    "released": {
+        "generator": {
+            "use_batch_norm": True,
+            "tail_kernel_size": 8,
+            "symmetrize_output": False,
+        },
+        "critic": {"base_filters": 8, "use_bias": False},
+        "train": {
+            "r": 2.0,
+            "adv_weight": 1.0,
+            "perceptual_weight": 10.0,
+            "l2_weight": 0.01,
+            "l2_reduction": "sum",
+            "critic_weighting": True,
+            "pretrain_steps": 40_000,
+            "pretrain_learning_rate": 2e-4,
+            "pretrain_lr_boundaries": "20000",
+            "learning_rate": 2e-5,
+            "lr_boundaries": "20000,100000,200000",
+        },
+    },
+}
+
+
+def replace(config, **overrides):
+    """dataclasses.replace that names an unknown field in a ConfigError."""
+    known = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise errors.ConfigError(
+            f"unknown {type(config).__name__} field(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known))}."
+        )
+    return dataclasses.replace(config, **overrides)
+
+
+def preset(presets, name, what):
+    """Returns presets[name] or a ConfigError listing the names there are."""
+    if name not in presets:
+        raise errors.ConfigError(
+            f"unknown {what} preset '{name}'; choose one of "
+            f"{', '.join(sorted(presets))}."
+        )
+    return presets[name]
+
+
+def parse_int_list(text, what):
+    """Parses "2,3,4" into (2, 3, 4), with a ConfigError naming `what`."""
+    try:
+        values = tuple(int(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise errors.ConfigError(
+            f"{what} must be comma-separated integers, got '{text}'."
+        ) from None
+    return values
+
+
+def parse_schedule(text, what="--learning_rate_schedule"):
+    """Parses "0:0.1,120:0.01" into ((0, 0.1), (120, 0.01)), checked."""
+    pairs = []
+    try:
+        for item in str(text).split(","):
+            if item.strip():
+                at, value = item.split(":")
+                pairs.append((int(at), float(value)))
+    except ValueError:
+        raise errors.ConfigError(
+            f"{what} must look like '0:0.1,120:0.01' (start:value), got "
+            f"'{text}'."
+        ) from None
+    starts = [a for a, _ in pairs]
+    if not pairs or starts[0] != 0 or starts != sorted(set(starts)):
+        raise errors.ConfigError(
+            f"{what} must start at 0 and increase, got '{text}'."
+        )
+    if any(v <= 0 for _, v in pairs):
+        raise errors.ConfigError(f"{what} values must be > 0, got '{text}'.")
+    return tuple(pairs)

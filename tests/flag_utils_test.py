@@ -1,0 +1,66 @@
+"""Tests for config flags: defaults, help text, precedence, bad values."""
+
+import pytest
+from absl import flags
+
+from fsr_fer_tf import configs
+from fsr_fer_tf import errors
+from fsr_fer_tf import flag_utils
+
+
+@pytest.fixture()
+def fv():
+    values = flags.FlagValues()
+    names = flag_utils.define_config_flags(
+        configs.FER_TRAIN_PRESETS["paper"], flag_values=values
+    )
+    flag_utils.define_override_flags(flag_values=values)
+    return values, names
+
+
+def test_every_field_has_help_and_paper_default(fv):
+    values, names = fv
+    paper = configs.FER_TRAIN_PRESETS["paper"]
+    assert set(names) == set(paper.__dataclass_fields__)
+    for name in names:
+        assert values[name].default == getattr(paper, name)
+        assert len(values[name].help) > 20
+    assert values["adam_epsilon"].help.startswith("Adam's epsilon")
+    # Multi-line docstring entries are joined into one help line.
+    assert "0 disables it" in values["center_loss_weight"].help
+
+
+def test_precedence_preset_file_override_flag(fv, tmp_path):
+    values, names = fv
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("batch_size: 16\nepochs: 3\nseed: 4\n")
+    values(["prog", f"--config_file={cfg}", "--params_override=epochs=5,"
+            "seed=6", "--seed=7"])
+    demo = configs.FER_TRAIN_PRESETS["demo"]
+    out = flag_utils.resolve_config(demo, names, values)
+    assert (out.batch_size, out.epochs, out.seed) == (16, 5, 7)
+    # Untouched fields keep the preset's (demo) values, not the flag defaults.
+    assert out.weight_decay == demo.weight_decay != values.weight_decay
+
+
+def test_bad_overrides_are_config_errors(fv):
+    values, names = fv
+    values(["prog", "--params_override=nonsense_field=1"])
+    with pytest.raises(errors.ConfigError, match="nonsense_field"):
+        flag_utils.resolve_config(configs.FERTrainConfig(), names, values)
+    values2 = flags.FlagValues()
+    names2 = flag_utils.define_config_flags(
+        configs.FERTrainConfig(), flag_values=values2
+    )
+    flag_utils.define_override_flags(flag_values=values2)
+    values2(["prog", "--params_override=batch_size=abc"])
+    with pytest.raises(errors.ConfigError, match="batch_size must be a int"):
+        flag_utils.resolve_config(configs.FERTrainConfig(), names2, values2)
+
+
+def test_every_training_config_field_is_documented():
+    for cls in (configs.FERTrainConfig, configs.FSRTrainConfig,
+                configs.DataConfig, configs.CovPoolFERConfig,
+                configs.GeneratorConfig, configs.CriticConfig):
+        docs = flag_utils.attribute_docs(cls)
+        assert set(docs) == set(cls.__dataclass_fields__), cls.__name__

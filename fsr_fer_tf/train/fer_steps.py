@@ -1,0 +1,118 @@
+"""Stage-1 steps: CovPoolFER classifier training and prediction.
+
+Loss as in the released CovPoolFER code: softmax cross-entropy + center loss on
+the 128-d embedding + slim-style weight decay (wd * sum(w^2) / 2 over conv and
+dense kernels; batch-norm parameters and BiMap's Stiefel weight are not
+decayed). The released code put its center loss on a 7-d bottleneck that fed
+a second 7-way layer; our head has one 7-way layer, so the center loss sits on
+the 128-d `fc_2` embedding, the space the stage-2 perceptual loss measures.
+"""
+
+import keras
+import tensorflow as tf
+
+from fsr_fer_tf.models import covpool
+
+
+def decayed_kernels(model):
+    """The conv and dense kernels of `model` (what slim's l2 regularised)."""
+    kernels = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            kernels.append(layer.kernel)
+    return kernels
+
+
+class ClassifierSteps:
+    """Train and predict steps for CovPoolFER, each one tf.function.
+
+    Args:
+        model: a CovPoolFER model (`models.covpool.build_covpoolfer`).
+        optimizer: a Keras optimizer; under mixed precision a
+            `keras.optimizers.LossScaleOptimizer`.
+        weight_decay: slim l2 factor on conv/dense kernels.
+        center_loss_weight: weight of the center loss (0 disables it).
+        center_loss_alpha: centres move by (1 - alpha) towards the batch.
+
+    Example:
+        steps = ClassifierSteps(model, keras.optimizers.Adam(1e-3), 5e-2,
+                                1e-2, 0.9)
+        metrics = steps.train_step(images, labels)  # dict of float32 scalars
+    """
+
+    def __init__(self, model, optimizer, weight_decay, center_loss_weight,
+                 center_loss_alpha):
+        self.model = model
+        self.optimizer = optimizer
+        self.features, self.spd, self.head = covpool.covpoolfer_parts(model)
+        self.weight_decay = float(weight_decay)
+        self.center_loss_weight = float(center_loss_weight)
+        self.center_loss_alpha = float(center_loss_alpha)
+        num_classes = int(self.head.outputs[1].shape[-1])
+        embedding_dim = int(self.head.outputs[0].shape[-1])
+        # Centres are not trained by gradients: each step moves them towards
+        # the batch's embeddings (Wen et al. 2016; released framework.py).
+        self.centers = tf.Variable(
+            tf.zeros([num_classes, embedding_dim]),
+            trainable=False,
+            name="centers",
+        )
+        self._kernels = decayed_kernels(model)
+        self._scaled = isinstance(
+            optimizer, keras.optimizers.LossScaleOptimizer
+        )
+        self.train_step = tf.function(self._train_step, jit_compile=False)
+        self.predict = tf.function(
+            self._predict, reduce_retracing=True, jit_compile=False
+        )
+
+    def _forward(self, images, training):
+        conv = self.features(images, training=training)
+        spd = self.spd(conv, training=training)
+        embedding, logits = self.head(spd, training=training)
+        return tf.cast(embedding, tf.float32), tf.cast(logits, tf.float32)
+
+    def _train_step(self, images, labels):
+        labels = tf.cast(labels, tf.int32)
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            embedding, logits = self._forward(images, training=True)
+            ce = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+            )
+            batch_centers = tf.gather(self.centers, labels)
+            center = tf.reduce_mean(tf.square(embedding - batch_centers))
+            decay = tf.add_n(
+                [tf.nn.l2_loss(tf.cast(k, tf.float32)) for k in self._kernels]
+            )
+            loss = (
+                ce
+                + self.center_loss_weight * center
+                + self.weight_decay * decay
+            )
+            scaled = self.optimizer.scale_loss(loss) if self._scaled else loss
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        if self.center_loss_weight > 0:
+            diff = (1.0 - self.center_loss_alpha) * (
+                batch_centers - embedding
+            )
+            self.centers.scatter_sub(tf.IndexedSlices(diff, labels))
+        correct = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels)
+        metrics = {
+            "loss": loss,
+            "cross_entropy": ce,
+            "center_loss": center,
+            "weight_decay": decay,
+            "accuracy": tf.reduce_mean(tf.cast(correct, tf.float32)),
+        }
+        if self._scaled:
+            metrics["loss_scale"] = tf.cast(
+                self.optimizer.dynamic_scale, tf.float32
+            )
+        return metrics
+
+    def _predict(self, images):
+        """Logits [B, K] and the embedding [B, 128], in inference mode."""
+        embedding, logits = self._forward(images, training=False)
+        return logits, embedding

@@ -1,0 +1,11 @@
+"""Keras layers of CovPoolFER (SPD feature) and of the FSR generator."""
+
+from fsr_fer_tf.layers.covpool import CovariancePooling
+from fsr_fer_tf.layers.covpool import PerImageStandardization
+from fsr_fer_tf.layers.spd import BiMap
+from fsr_fer_tf.layers.spd import LogEig
+from fsr_fer_tf.layers.spd import ReEig
+from fsr_fer_tf.layers.spd import StiefelConstraint
+from fsr_fer_tf.layers.spd import eig_function
+from fsr_fer_tf.layers.spd import spd_log
+from fsr_fer_tf.layers.spd import spd_rectify

@@ -13,6 +13,10 @@ import sys
 class UserError(ValueError):
     """A problem with the user's input, with the fix in its message."""
 
+    # Raised while tf.function / tf.data trace user code, AutoGraph would
+    # re-wrap it in a StagingError that `cli_main` does not recognise.
+    ag_pass_through = True
+
 
 class DataError(UserError):
     """A problem with a dataset on disk (missing, corrupt, mislabelled)."""

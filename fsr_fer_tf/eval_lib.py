@@ -20,39 +20,42 @@ def scale_key(scale):
     return f"x{int(scale)}"
 
 
-def collect(split, scales, batch_size, methods, limit=0, log_every=0):
-    """Runs every method over the split at every scale.
+def collect(split, scales, batch_size, predict, limit=0, log_every=0):
+    """Runs `predict` over the split at every scale.
 
     Args:
         split: a `sources.Split`.
         scales: LR scales to evaluate (1 = the HR face itself).
         batch_size: evaluation batch size.
-        methods: {name: fn(batch dict) -> logits [B, K] (tensor or array)}
-            where the batch dict is the pipeline's ("hr", "lr", "label", ...).
-            A name mapped to None is skipped at that scale.
+        predict: fn(batch dict) -> {method name: logits [B, K]} where the
+            batch dict is the pipeline's ("hr", "lr", "label", "index", ...).
+            One call serves every method, so they can share work (e.g. the
+            LR feature) and always see the same images.
         limit: evaluate only the first `limit` images (0: all).
         log_every: log progress every this many batches (0: never).
 
     Returns:
-        {name: {scale key: {"labels": int [N], "logits": float [N, K],
+        {method: {scale key: {"labels": int [N], "logits": float [N, K],
         "index": int [N]}}}.
     """
     if limit:
         split = split.subset(np.arange(min(limit, len(split))))
-    out = {name: {} for name in methods}
+    out = {}
     n_batches = -(-len(split) // batch_size)
     for scale in scales:
         ds = pipeline.make_dataset(
             split, batch_size=batch_size, training=False, scales=(scale,)
         )
-        gathered = {name: [] for name in methods}
+        gathered = {}
         labels, indices = [], []
         start = time.perf_counter()
         for b, batch in enumerate(ds):
             labels.append(batch["label"].numpy())
             indices.append(batch["index"].numpy())
-            for name, fn in methods.items():
-                gathered[name].append(np.asarray(fn(batch), np.float32))
+            for name, logits in predict(batch).items():
+                gathered.setdefault(name, []).append(
+                    np.asarray(logits, np.float32)
+                )
             if log_every and (b + 1) % log_every == 0:
                 logging.info(
                     "  x%d: batch %d/%d (%.1f img/s)",
@@ -63,10 +66,10 @@ def collect(split, scales, batch_size, methods, limit=0, log_every=0):
                 )
         labels = np.concatenate(labels)
         indices = np.concatenate(indices)
-        for name in methods:
-            out[name][scale_key(scale)] = {
+        for name, chunks in gathered.items():
+            out.setdefault(name, {})[scale_key(scale)] = {
                 "labels": labels,
-                "logits": np.concatenate(gathered[name]),
+                "logits": np.concatenate(chunks),
                 "index": indices,
             }
     return out

@@ -74,24 +74,6 @@ _INT_DTYPES = (tf.uint8, tf.uint16, tf.int16)
 _FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
 
-def config_error(message):
-    """A `ConfigError` that survives tf.function and tf.data tracing.
-
-    AutoGraph re-raises unknown exception types met while tracing as a
-    StagingError, which the entry points' `cli_main` would not recognise;
-    it leaves alone errors carrying `ag_pass_through`.
-
-    Args:
-        message: one line naming the problem and the fix.
-
-    Returns:
-        The exception, to be raised by the caller.
-    """
-    error = errors.ConfigError(message)
-    error.ag_pass_through = True
-    return error
-
-
 def cubic(x):
     """MATLAB's imresize `cubic` kernel (Keys, a = -0.5), in float64.
 
@@ -120,7 +102,7 @@ def _check_length(value, what):
         or not isinstance(value, numbers.Integral)
         or value < 1
     ):
-        raise config_error(
+        raise errors.ConfigError(
             f"imresize: {what} must be an integer >= 1, got {value!r}; "
             "pass a positive whole number of pixels."
         )
@@ -134,7 +116,7 @@ def _check_scale(value):
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise config_error(
+        raise errors.ConfigError(
             f"imresize: scale must be a finite Python number > 0, got "
             f"{value!r}; pass e.g. scale=1/4 to shrink 4 times."
         )
@@ -167,7 +149,7 @@ def contributions(in_length, out_length, scale, antialiasing=True):
         kernel_width = KERNEL_WIDTH / scale
         if kernel_width > 1e6:
             # MATLAB would try too; a clear error beats a MemoryError.
-            raise config_error(
+            raise errors.ConfigError(
                 f"imresize: scale {scale!r} is too small (kernel of "
                 f"{kernel_width:.3g} taps); shrink in several steps or "
                 "pass antialiasing=False."
@@ -236,7 +218,7 @@ def output_size_and_scale(in_size, scale=None, output_size=None):
         scale out / in.
     """
     if (scale is None) == (output_size is None):
-        raise config_error(
+        raise errors.ConfigError(
             "imresize: give exactly one of scale= and output_size=, e.g. "
             "scale=1/4 or output_size=(100, 100)."
         )
@@ -245,7 +227,7 @@ def output_size_and_scale(in_size, scale=None, output_size=None):
     if scale is not None:
         if isinstance(scale, (tuple, list)):
             if len(scale) != 2:
-                raise config_error(
+                raise errors.ConfigError(
                     f"imresize: scale must be a number or (scale_h, "
                     f"scale_w), got {scale!r}; pass one or two numbers."
                 )
@@ -260,7 +242,7 @@ def output_size_and_scale(in_size, scale=None, output_size=None):
         not isinstance(output_size, (tuple, list))
         or len(output_size) != 2
     ):
-        raise config_error(
+        raise errors.ConfigError(
             f"imresize: output_size must be (height, width), got "
             f"{output_size!r}; pass two whole numbers."
         )
@@ -394,7 +376,7 @@ def axis_plan(in_size, out_size, scale, antialiasing=True,
         return _cached_contributions(
             in_size, out_size, scale, bool(antialiasing)
         )
-    raise config_error(
+    raise errors.ConfigError(
         f"imresize: summation must be 'matmul' or 'matlab', got "
         f"{summation!r}; use 'matlab' only to match MATLAB bit for bit."
     )
@@ -446,18 +428,18 @@ def imresize(images, scale=None, output_size=None, antialiasing=True,
     images = tf.convert_to_tensor(images)
     rank = images.shape.rank
     if rank not in (3, 4):
-        raise config_error(
+        raise errors.ConfigError(
             f"imresize: images must be [H, W, C] or [B, H, W, C], got shape "
             f"{images.shape}; add a channel axis with x[..., None]."
         )
     if images.dtype not in _INT_DTYPES + _FLOAT_DTYPES:
-        raise config_error(
+        raise errors.ConfigError(
             f"imresize: unsupported dtype {images.dtype.name}; cast to "
             "uint8, uint16, int16 or a float type first."
         )
     in_h, in_w = images.shape[-3], images.shape[-2]
     if in_h is None or in_w is None:
-        raise config_error(
+        raise errors.ConfigError(
             f"imresize: height and width must be static, got shape "
             f"{images.shape}; call tf.ensure_shape(x, [H, W, C]) (or "
             "set_shape) before resizing."

@@ -23,6 +23,7 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
+from fsr_fer_tf import errors
 from fsr_fer_tf.data import imresize as imresize_lib
 
 DEFAULT_SCALES = (2, 3, 4, 5, 6, 7, 8)
@@ -36,7 +37,7 @@ def _check_scale(scale, image_size):
     if ok and not isinstance(scale, numbers.Integral):
         ok = float(scale).is_integer()
     if not ok or not 1 <= int(scale) <= image_size:
-        raise imresize_lib.config_error(
+        raise errors.ConfigError(
             f"LR synthesis: scale must be a whole number in 1..{image_size} "
             f"(the face size), got {scale!r}; the paper uses 2..8."
         )
@@ -49,7 +50,7 @@ def _check_image_size(image_size):
         or not isinstance(image_size, numbers.Integral)
         or image_size < 1
     ):
-        raise imresize_lib.config_error(
+        raise errors.ConfigError(
             f"LR synthesis: image_size must be a whole number >= 1, got "
             f"{image_size!r}; the paper uses 100."
         )
@@ -64,7 +65,7 @@ def _check_face(hr, image_size):
         image_size,
         image_size,
     ):
-        raise imresize_lib.config_error(
+        raise errors.ConfigError(
             f"LR synthesis: expected HR faces [{image_size}, {image_size}, C]"
             f" or [B, {image_size}, {image_size}, C], got shape {shape}; "
             "resize the faces first, or set image_size= to their size."
@@ -136,7 +137,7 @@ class LRSynthesizer:
         except TypeError:
             scales = ()
         if isinstance(scales, str) or not scales:
-            raise imresize_lib.config_error(
+            raise errors.ConfigError(
                 f"LRSynthesizer: scales must be a non-empty sequence of "
                 f"whole numbers, got {scales!r}; e.g. scales=(2, 3, 4)."
             )
@@ -172,7 +173,7 @@ class LRSynthesizer:
     def _known_scale(self, scale):
         s = _check_scale(scale, self.image_size)
         if s not in self.scales:
-            raise imresize_lib.config_error(
+            raise errors.ConfigError(
                 f"LRSynthesizer: scale {s} is not one of its scales "
                 f"{self.scales}; add it to LRSynthesizer(scales=...)."
             )
@@ -228,7 +229,7 @@ class LRSynthesizer:
         if not tf.is_tensor(scale):
             return self._down_up(hr, self._known_scale(scale))
         if scale.shape.rank != 0 or not scale.dtype.is_integer:
-            raise imresize_lib.config_error(
+            raise errors.ConfigError(
                 f"LRSynthesizer: a scale tensor must be a scalar integer, "
                 f"got {scale.dtype.name} {scale.shape}; pass tf.int32 []."
             )

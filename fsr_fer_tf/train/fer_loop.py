@@ -86,7 +86,7 @@ def run_validation(steps, split, scales, batch_size, writer, step):
         split,
         scales,
         batch_size,
-        {"fer": lambda batch: steps.predict(batch["lr"])[0]},
+        lambda batch: {"fer": steps.predict(batch["lr"])[0]},
     )["fer"]
     results = eval_lib.summarize({"fer": collected})["fer"]
     scalars = {}
@@ -153,7 +153,7 @@ def train_fer(model_config, cfg, data_config, model_dir, resume=True,
     val_scales = configs.parse_int_list(cfg.val_scales, "--val_scales")
     if dataset is None:
         dataset = loader.load_dataset(data_config)
-    _report_dataset(dataset)
+    loop.report_dataset(dataset)
     train_split = dataset.split("train")
     val_name = validation_split(dataset)
     val_split = dataset.split(val_name)
@@ -304,20 +304,4 @@ def train_fer(model_config, cfg, data_config, model_dir, resume=True,
         "steps": current,
         "model_dir": run.model_dir,
     }
-
-
-def _report_dataset(dataset):
-    summary = dataset.summary()
-    for name, split in summary["splits"].items():
-        logging.info("%s/%s: %d images", dataset.name, name, split["images"])
-    if dataset.skipped:
-        logging.warning(
-            "%d files or classes were skipped (%s); see `python -m "
-            "fsr_fer_tf.data.inspect` for the list.",
-            len(dataset.skipped),
-            ", ".join(f"{n} {r}" for r, n in
-                      summary["skipped"]["by_reason"].items()),
-        )
-    for note in dataset.notes:
-        logging.info("%s", note)
 

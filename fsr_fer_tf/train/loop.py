@@ -303,3 +303,21 @@ def write_png(writer, step, name, png_bytes):
     image = tf.io.decode_png(png_bytes, channels=4)[None]
     with writer.as_default(step=int(step)):
         tf.summary.image(name, image)
+
+
+def report_dataset(dataset):
+    """Logs images per split, the skipped count by reason, and notes."""
+    summary = dataset.summary()
+    for name, split in summary["splits"].items():
+        logging.info("%s/%s: %d images", dataset.name, name, split["images"])
+    if dataset.skipped:
+        logging.warning(
+            "%d files or classes were skipped (%s); see `python -m "
+            "fsr_fer_tf.data.inspect` for the list.",
+            len(dataset.skipped),
+            ", ".join(f"{n} {r}" for r, n in
+                      summary["skipped"]["by_reason"].items()),
+        )
+    for note in dataset.notes:
+        logging.info("%s", note)
+

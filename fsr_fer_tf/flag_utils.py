@@ -41,13 +41,15 @@ def attribute_docs(cls):
     return docs
 
 
-def define_config_flags(default_config, exclude=(), flag_values=flags.FLAGS):
+def define_config_flags(default_config, exclude=(), flag_values=flags.FLAGS,
+                        prefix=""):
     """Defines a flag per field of `default_config` (a dataclass instance).
 
     Args:
         default_config: supplies each flag's default (the paper's values).
         exclude: field names not to expose.
         flag_values: the FlagValues to define them in.
+        prefix: prepended to each flag name (e.g. "g_" gives --g_filters).
 
     Returns:
         The names of the flags defined.
@@ -63,6 +65,9 @@ def define_config_flags(default_config, exclude=(), flag_values=flags.FLAGS):
         if not help_text:
             raise ValueError(f"{cls.__name__}.{field.name} has no docstring")
         help_text += f" (paper preset: {default!r})"
+        if isinstance(default, tuple):
+            raise ValueError(f"{cls.__name__}.{field.name}: tuples are "
+                             "not flags; exclude it")
         if isinstance(default, bool):
             define = flags.DEFINE_bool
         elif isinstance(default, int):
@@ -72,8 +77,8 @@ def define_config_flags(default_config, exclude=(), flag_values=flags.FLAGS):
         else:
             define = flags.DEFINE_string
             default = None if default is None else str(default)
-        define(field.name, default, help_text, flag_values=flag_values)
-        names.append(field.name)
+        define(prefix + field.name, default, help_text, flag_values=flag_values)
+        names.append(prefix + field.name)
     return names
 
 
@@ -136,19 +141,24 @@ def _coerce(config, key, value):
         ) from None
 
 
-def resolve_config(preset_config, names, flag_values=flags.FLAGS):
+def resolve_config(preset_config, names, flag_values=flags.FLAGS, prefix="",
+                   use_overrides=True):
     """Applies --config_file, --params_override and explicit flags to a preset.
 
     Args:
         preset_config: the dataclass instance of the chosen preset.
         names: the flags `define_config_flags` defined for it.
         flag_values: parsed FlagValues.
+        prefix: the prefix the flags were defined with.
+        use_overrides: apply --config_file and --params_override (which
+            address one config of an entry point, its training config).
 
     Returns:
         A new dataclass instance.
     """
     overrides = {}
-    if "config_file" in flag_values and flag_values.config_file:
+    if use_overrides and "config_file" in flag_values and \
+            flag_values.config_file:
         data = loop.read_yaml(flag_values.config_file)
         if not isinstance(data, dict):
             raise errors.ConfigError(
@@ -156,11 +166,11 @@ def resolve_config(preset_config, names, flag_values=flags.FLAGS):
                 "of field: value."
             )
         overrides.update(data)
-    if "params_override" in flag_values:
+    if use_overrides and "params_override" in flag_values:
         overrides.update(_parse_overrides(flag_values.params_override))
     for name in names:
         if flag_values[name].present:
-            overrides[name] = flag_values[name].value
+            overrides[name[len(prefix):]] = flag_values[name].value
     # Unknown keys reach configs.replace, which names them in a ConfigError.
     overrides = {
         k: _coerce(preset_config, k, v) if hasattr(preset_config, k) else v

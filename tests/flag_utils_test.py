@@ -64,3 +64,18 @@ def test_every_training_config_field_is_documented():
                 configs.GeneratorConfig, configs.CriticConfig):
         docs = flag_utils.attribute_docs(cls)
         assert set(docs) == set(cls.__dataclass_fields__), cls.__name__
+
+
+def test_prefixed_flags_resolve_without_prefix():
+    values = flags.FlagValues()
+    names = flag_utils.define_config_flags(
+        configs.GeneratorConfig(), flag_values=values, prefix="g_"
+    )
+    assert "g_filters" in names and "filters" not in names
+    values(["prog", "--g_filters=8", "--g_use_batch_norm"])
+    out = flag_utils.resolve_config(
+        configs.GENERATOR_PRESETS["demo"], names, values, prefix="g_",
+        use_overrides=False,
+    )
+    assert (out.filters, out.use_batch_norm) == (8, True)
+    assert out.num_blocks == configs.GENERATOR_PRESETS["demo"].num_blocks

@@ -1,0 +1,121 @@
+"""Stage 2: train the feature super-resolution GAN (absl flags; `--flagfile`).
+
+    python -m fsr_fer_tf.train_fsr --fer_model=checkpoints/fer/final.keras \
+        --preset=demo --model_dir=checkpoints/fsr
+
+The paper's settings are the defaults (`--recipe=paper`); `--recipe=released`
+switches to the authors' released code (loss weights 1/10/0.01, r = 2, a
+weighted critic, 40k L2-only pre-training, lr 2e-5, BN in G, base-8 critic).
+Order of precedence: --preset < --recipe < --config_file < --params_override
+< flags given explicitly. Rerunning the same command resumes.
+Writes generator.keras, critic.keras, generator_best.keras and fsr_fer.keras
+(image -> logits, for inference) in --model_dir.
+"""
+
+from absl import app
+from absl import flags
+
+from fsr_fer_tf import configs
+from fsr_fer_tf import errors
+from fsr_fer_tf import flag_utils
+from fsr_fer_tf.data import flags as data_flags
+
+FLAGS = flags.FLAGS
+
+FER_MODEL = flags.DEFINE_string(
+    "fer_model",
+    None,
+    "Stage-1 CovPoolFER .keras file (train_fer writes MODEL_DIR/final.keras); "
+    "frozen during stage 2.",
+)
+PRESET = flags.DEFINE_enum(
+    "preset",
+    "paper",
+    sorted(configs.FSR_TRAIN_PRESETS),
+    "Sizes and schedule: 'paper' (6 RRDBs, ESRGAN critic, 400k steps) or "
+    "'demo' (2 RRDBs, minutes on a CPU).",
+)
+RECIPE = flags.DEFINE_enum(
+    "recipe",
+    "paper",
+    sorted(configs.RECIPES),
+    "'paper': the paper's losses and schedule; 'released': the authors' "
+    "TF1 code where it differs (DESIGN.md, Stage 2).",
+)
+MODEL_DIR = flags.DEFINE_string(
+    "model_dir",
+    "checkpoints/fsr",
+    "Run folder: checkpoints, TensorBoard logs, params.yaml and the exported "
+    "models.",
+)
+RESUME = flags.DEFINE_bool(
+    "resume",
+    True,
+    "Continue from the latest checkpoint in --model_dir; with --noresume a "
+    "folder holding a checkpoint is refused instead of overwritten.",
+)
+data_flags.define_data_flags()
+TRAIN_FLAGS = flag_utils.define_config_flags(configs.FSR_TRAIN_PRESETS["paper"])
+G_FLAGS = flag_utils.define_config_flags(
+    configs.GENERATOR_PRESETS["paper"], prefix="g_"
+)
+D_FLAGS = flag_utils.define_config_flags(
+    configs.CRITIC_PRESETS["paper"], prefix="d_"
+)
+flag_utils.define_override_flags()
+
+
+def resolve_configs(preset, recipe, flag_values=FLAGS):
+    """(generator, critic, training) configs from preset, recipe and flags."""
+    from fsr_fer_tf.train import fsr_loop
+
+    gen, critic, cfg = fsr_loop.apply_recipe(
+        recipe,
+        configs.preset(configs.GENERATOR_PRESETS, preset, "generator"),
+        configs.preset(configs.CRITIC_PRESETS, preset, "critic"),
+        configs.preset(configs.FSR_TRAIN_PRESETS, preset, "training"),
+    )
+    gen = flag_utils.resolve_config(
+        gen, G_FLAGS, flag_values, prefix="g_", use_overrides=False
+    )
+    critic = flag_utils.resolve_config(
+        critic, D_FLAGS, flag_values, prefix="d_", use_overrides=False
+    )
+    cfg = flag_utils.resolve_config(cfg, TRAIN_FLAGS, flag_values)
+    return gen, critic, cfg
+
+
+@errors.cli_main
+def main(argv):
+    if len(argv) > 1:
+        raise errors.ConfigError(
+            f"unexpected arguments {' '.join(argv[1:])}; flags look like "
+            "--name=value."
+        )
+    from fsr_fer_tf.train import fsr_loop  # TensorFlow loads here.
+
+    gen, critic, cfg = resolve_configs(PRESET.value, RECIPE.value)
+    data_config = data_flags.data_config_from_flags(FLAGS)
+    result = fsr_loop.train_fsr(
+        FER_MODEL.value,
+        gen,
+        critic,
+        cfg,
+        data_config,
+        MODEL_DIR.value,
+        RESUME.value,
+    )
+    print(f"generator: {result['generator']}")
+    print(f"FSR-FER inference model: {result['fsr_fer']}")
+    for method, per_scale in result["validation"].items():
+        row = " ".join(f"{k} {100 * r['accuracy']:.2f}"
+                       for k, r in per_scale.items())
+        print(f"{method:8s} {row}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

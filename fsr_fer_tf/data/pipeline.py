@@ -1,0 +1,461 @@
+"""The tf.data pipeline of paired (HR, LR) faces.
+
+    split -> decoded uint8 HR faces, cached in memory (decoded once)
+          -> epoch order (a seeded permutation when training), minus the
+             batches already consumed (`skip_batches`)
+          -> per face: its random draws (scale, flip, shift, angle)
+          -> batch -> per batch, in parallel: gather the faces, resize them
+             to image_size (MATLAB bicubic) if needed, augment the uint8 HR
+             faces (flip + shift + rotation as one projective transform),
+             synthesise each LR face from its augmented HR face (one batched
+             MATLAB-bicubic synthesis per scale present)
+          -> prefetch
+
+Working per batch rather than per face matters: with 100x100 faces most of
+the cost of an op is its fixed overhead (tools/bench_input.py).
+
+The images are NOT standardised: the model's first layer does CovPoolFER's
+per-image standardisation, so the pipeline (and an exported model's input) is
+raw 0..255 pixels, as float32 values of uint8-rounded images.
+
+Determinism: every random draw of face `index` in epoch `epoch` comes from
+stateless ops keyed by (seed, epoch, index), and the epoch's order from a
+NumPy generator seeded with (seed, epoch). So the batches depend on (seed,
+epoch) only, not on parallelism or on where a resumed epoch starts.
+"""
+
+import math
+import numbers
+
+import numpy as np
+import tensorflow as tf
+
+from fsr_fer_tf import errors
+from fsr_fer_tf.data import images as images_lib
+from fsr_fer_tf.data import imresize as imresize_lib
+from fsr_fer_tf.data import lr_synthesis
+
+DEFAULT_SCALES = (2, 3, 4, 5, 6, 7, 8)
+# "matlab" is the paper's synthesis; the others exist to measure it against
+# (tools/bench_input.py), never to train a model reported as the paper's.
+LR_SYNTHESIS = ("matlab", "tf_bicubic", "none")
+FILL_MODES = ("reflect", "constant", "nearest", "wrap")
+
+# Attribute of a `sources.Split` that memoises its decoded HR faces.
+_CACHE_ATTR = "_fsr_hr_cache"
+# Buffer alignment TF's CPU kernels (Eigen) require.
+_ALIGNMENT = 64
+# Sub-seeds of one face: scale, flip, shift, rotation.
+_NUM_DRAWS = 4
+
+
+def hr_images(split, image_size=100):
+    """The split's faces as one uint8 tensor, decoded once and memoised.
+
+    Path splits are decoded in parallel (with progress) and resized to
+    image_size x image_size where their size differs. In-memory splits are
+    kept at their own size (FER2013's 48x48 is 4x smaller than 100x100) and
+    resized per batch in the pipeline.
+
+    Args:
+        split: a `sources.Split`.
+        image_size: the side S of the HR face.
+
+    Returns:
+        uint8 tensor [N, h, w, 3]; (h, w) = (S, S) for path splits.
+    """
+    cache = split.__dict__.setdefault(_CACHE_ATTR, {})
+    key = image_size if split.paths is not None else "images"
+    if key not in cache:
+        if split.paths is not None:
+            array = images_lib.read_images(
+                split.paths,
+                image_size,
+                resize_fn=lambda batch, size: imresize_lib.imresize(
+                    batch, output_size=size
+                ),
+                what=f"decoding the {split.name} split",
+            )
+        else:
+            array = np.asarray(split.images)
+            if array.dtype != np.uint8 or array.ndim != 4 or (
+                array.shape[-1] != 3
+            ):
+                raise errors.DataError(
+                    f"the in-memory {split.name} split holds "
+                    f"{array.dtype} {array.shape}; readers must return uint8 "
+                    "[N, H, W, 3] RGB."
+                )
+        cache[key] = _as_tensor(array)
+    return cache[key]
+
+
+def _as_tensor(array):
+    """A uint8 tensor sharing `array`'s buffer where DLPack allows it.
+
+    tf.convert_to_tensor copies at ~300 MB/s here, over a second for RAF-DB's
+    train split; DLPack shares the buffer. TF's kernels need 64-byte aligned
+    buffers (an unaligned one aborts the process), so an unaligned array is
+    first copied into an aligned one by NumPy (~10x faster than TF's copy).
+    The tensor keeps the buffer alive; writing to `array` afterwards may
+    show through.
+    """
+    array = np.ascontiguousarray(array)
+    if array.ctypes.data % _ALIGNMENT:
+        array = _aligned_copy(array)
+    try:
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+    except Exception:  # noqa: BLE001 - old NumPy, read-only array, ...
+        return tf.convert_to_tensor(array)
+
+
+def _aligned_copy(array):
+    """A C-contiguous copy of `array` whose data is _ALIGNMENT-aligned."""
+    raw = np.empty(array.nbytes + _ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % _ALIGNMENT
+    out = raw[start:start + array.nbytes].view(array.dtype)
+    out = out.reshape(array.shape)
+    out[...] = array
+    return out
+
+
+def _check_int(value, name, low, high=None):
+    ok = (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and value >= low
+        and (high is None or value <= high)
+    )
+    if not ok:
+        bound = f">= {low}" if high is None else f"in {low}..{high}"
+        raise errors.ConfigError(
+            f"{name} must be a whole number {bound}, got {value!r}."
+        )
+    return int(value)
+
+
+def check_scales(scales, image_size):
+    """Validates the LR scales; returns them as a tuple of ints.
+
+    Args:
+        scales: sequence of integer down-scaling factors.
+        image_size: the side S of the HR face.
+
+    Returns:
+        tuple of int, in the given order.
+
+    Raises:
+        errors.ConfigError: empty, or a scale < 1, > image_size or not
+            whole.
+    """
+    if isinstance(scales, (numbers.Number, str)) or scales is None:
+        scales = (scales,)
+    scales = tuple(scales)
+    if not scales:
+        raise errors.ConfigError(
+            "scales is empty; pass at least one LR scale, e.g. --scales=4 "
+            "(the paper trains on 2..8)."
+        )
+    out = []
+    for s in scales:
+        whole = isinstance(s, numbers.Real) and not isinstance(s, bool) and (
+            float(s).is_integer()
+        )
+        if not whole or not 1 <= s <= image_size:
+            raise errors.ConfigError(
+                f"LR scale {s!r} is invalid: scales must be whole numbers in "
+                f"1..{image_size} (the HR face size); the paper uses 2..8."
+            )
+        out.append(int(s))
+    return tuple(out)
+
+
+def epoch_order(num_examples, training, seed, epoch):
+    """Indices of the split in the order an epoch visits them.
+
+    Args:
+        num_examples: size of the split.
+        training: shuffle (a permutation seeded by (seed, epoch)) or not.
+        seed: the run's seed.
+        epoch: the epoch number.
+
+    Returns:
+        int32 numpy [num_examples].
+    """
+    if not training:
+        return np.arange(num_examples, dtype=np.int32)
+    rng = np.random.default_rng([seed, epoch])
+    return rng.permutation(num_examples).astype(np.int32)
+
+
+def augment_transforms(flip, shift, angle, size):
+    """Projective transforms doing a flip, then a shift, then a rotation.
+
+    One transform per face, so the three augmentations cost one resampling
+    (exact when the angle is 0: a flip and an integer shift only move
+    pixels).
+
+    Args:
+        flip: bool [B], mirror left-right.
+        shift: float32 [B, 2], (dx, dy) in pixels: out(x, y) = in(x - dx,
+            y - dy).
+        angle: float32 [B], radians, counter-clockwise about the centre.
+        size: side of the square faces.
+
+    Returns:
+        float32 [B, 8], the output-to-input maps ImageProjectiveTransformV3
+        takes (the rotation part as in keras.layers.RandomRotation).
+    """
+    c = tf.cos(angle)
+    s = tf.sin(angle)
+    extent = float(size - 1)
+    # Output (x, y) -> before the rotation: (c x - s y + x0, s x + c y + y0).
+    x0 = (extent - (c * extent - s * extent)) / 2.0
+    y0 = (extent - (s * extent + c * extent)) / 2.0
+    # -> before the shift: subtract (dx, dy); -> before the flip: x' = e - x.
+    sign = tf.where(flip, -1.0, 1.0)
+    offset = tf.where(flip, extent, 0.0)
+    zero = tf.zeros_like(c)
+    return tf.stack(
+        [
+            sign * c,
+            -sign * s,
+            sign * (x0 - shift[:, 0]) + offset,
+            s,
+            c,
+            y0 - shift[:, 1],
+            zero,
+            zero,
+        ],
+        axis=1,
+    )
+
+
+def augment_faces(hr, transforms, fill_mode="reflect"):
+    """Applies `augment_transforms` to a batch of uint8 faces.
+
+    Args:
+        hr: uint8 [B, S, S, 3].
+        transforms: float32 [B, 8].
+        fill_mode: how uncovered pixels are filled: "reflect" (mirror about
+            the edge, edge pixel repeated, like scipy's "reflect"),
+            "constant" (black), "nearest" or "wrap".
+
+    Returns:
+        uint8 [B, S, S, 3], bilinear, rounded to the nearest grey level.
+        (The released CovPoolFER code rotates by U(-10, 10) degrees with
+        scipy's misc.imrotate: bicubic, black corners; TF's transform op
+        offers bilinear at most.)
+    """
+    size = hr.shape[1]
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=tf.cast(hr, tf.float32),
+        transforms=transforms,
+        output_shape=[size, size],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode=fill_mode.upper(),
+    )
+    return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
+
+
+def _tf_bicubic_lr(hr, scale, size):
+    """LR by tf.image.resize (bicubic, antialias); a benchmark baseline,
+    several grey levels off MATLAB where size / scale is not whole."""
+    small = -(-size // scale)
+    x = tf.cast(hr, tf.float32)
+    x = tf.image.resize(x, [small, small], "bicubic", antialias=True)
+    x = tf.image.resize(x, [size, size], "bicubic", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+
+
+def make_dataset(
+    split,
+    *,
+    batch_size,
+    training,
+    scales=DEFAULT_SCALES,
+    seed=0,
+    epoch=0,
+    image_size=100,
+    augment=None,
+    max_shift=4,
+    max_rotation=10.0,
+    drop_remainder=None,
+    lr_native=False,
+    skip_batches=0,
+    fill_mode="reflect",
+    lr_synthesis_method="matlab",
+    num_parallel_calls=tf.data.AUTOTUNE,
+):
+    """A tf.data.Dataset of paired HR/LR faces for one epoch.
+
+    Args:
+        split: a `sources.Split` (paths or in-memory images).
+        batch_size: faces per batch.
+        training: shuffle with a permutation seeded by (seed, epoch); for
+            evaluation the order is the split order.
+        scales: LR down-scaling factors; each face draws one uniformly (pass
+            one scale, e.g. (4,), to evaluate a scale). 1 gives lr == hr.
+        seed: the run's seed.
+        epoch: the epoch number (a new order and new draws per epoch).
+        image_size: side S of the square HR face (the paper's 100).
+        augment: flip/shift/rotate the HR face before LR synthesis; default:
+            `training`.
+        max_shift: largest random shift in pixels (reflect padding).
+        max_rotation: largest random rotation in degrees, either way.
+        drop_remainder: drop the last partial batch; default: `training`.
+        lr_native: add "lr_native", the small LR face [B, ceil(S/s),
+            ceil(S/s), 3] (image-SR baselines); needs a single scale.
+        skip_batches: batches of this epoch already consumed (resume); they
+            are skipped before any decoding or synthesis.
+        fill_mode: filling of the pixels the shift and rotation uncover
+            ("reflect", "constant" (black, as the released code's
+            misc.imrotate), "nearest", "wrap").
+        lr_synthesis_method: "matlab" (the paper's MATLAB bicubic, via
+            `lr_synthesis.LRSynthesizer`); "tf_bicubic" and "none" (lr =
+            hr) are baselines for benchmarks only.
+        num_parallel_calls: parallelism of the per-face map.
+
+    Returns:
+        tf.data.Dataset of dicts: "hr", "lr" float32 [B, S, S, 3] in
+        0..255, "label", "scale", "index" (position in the split) int32 [B]
+        (and "lr_native" float32 when asked).
+
+    Raises:
+        errors.ConfigError: bad scales or arguments.
+        errors.DataError: an empty split.
+    """
+    image_size = _check_int(image_size, "image_size", 1)
+    scales = check_scales(scales, image_size)
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    skip_batches = _check_int(skip_batches, "skip_batches", 0)
+    seed = _check_int(seed, "seed", 0)
+    epoch = _check_int(epoch, "epoch", 0)
+    max_shift = _check_int(max_shift, "max_shift", 0, image_size - 1)
+    if not (
+        isinstance(max_rotation, numbers.Real)
+        and 0 <= max_rotation <= 180
+    ):
+        raise errors.ConfigError(
+            f"max_rotation must be in 0..180 degrees, got {max_rotation!r}."
+        )
+    if fill_mode not in FILL_MODES:
+        raise errors.ConfigError(
+            f"fill_mode {fill_mode!r} is unknown; use one of "
+            f"{', '.join(FILL_MODES)}."
+        )
+    if lr_synthesis_method not in LR_SYNTHESIS:
+        raise errors.ConfigError(
+            f"lr_synthesis_method {lr_synthesis_method!r} is unknown; use "
+            f"one of {', '.join(LR_SYNTHESIS)}."
+        )
+    distinct = sorted(set(scales))
+    if lr_native and len(distinct) != 1:
+        raise errors.ConfigError(
+            f"lr_native=True needs a single scale (its size depends on it), "
+            f"got scales={scales}; build one dataset per scale."
+        )
+    augment = training if augment is None else bool(augment)
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    if len(split) == 0:
+        raise errors.DataError(
+            f"the {split.name} split is empty; add images or pick another "
+            "split."
+        )
+
+    images = hr_images(split, image_size)
+    labels = tf.constant(split.labels, dtype=tf.int32)
+    source_size = tuple(images.shape[1:3])
+    synthesizer = lr_synthesis.LRSynthesizer(distinct, image_size)
+    # scales may repeat a value (to weight it); draw among the entries, then
+    # group the batch by distinct value.
+    branch_of_entry = tf.constant(
+        [distinct.index(s) for s in scales], dtype=tf.int32
+    )
+    distinct_t = tf.constant(distinct, dtype=tf.int32)
+    base_seed = tf.constant([seed, epoch], dtype=tf.int64)
+
+    def draw(index):
+        # Every draw of a face is keyed by (seed, epoch, index) alone.
+        key = tf.random.experimental.stateless_fold_in(base_seed, index)
+        keys = tf.random.experimental.stateless_split(key, _NUM_DRAWS)
+        entry = tf.random.stateless_uniform(
+            [], keys[0], minval=0, maxval=len(scales), dtype=tf.int32
+        )
+        out = {"index": index, "branch": branch_of_entry[entry]}
+        if augment:
+            out["flip"] = tf.random.stateless_uniform([], keys[1]) < 0.5
+            out["shift"] = tf.cast(
+                tf.random.stateless_uniform(
+                    [2], keys[2], minval=-max_shift, maxval=max_shift + 1,
+                    dtype=tf.int32,
+                ),
+                tf.float32,
+            )
+            out["angle"] = tf.random.stateless_uniform(
+                [], keys[3], minval=-max_rotation, maxval=max_rotation
+            ) * (math.pi / 180.0)
+        return out
+
+    def make_pairs(batch):
+        index = batch["index"]
+        branch = batch["branch"]
+        hr = tf.gather(images, index)  # (B, h, w, 3) uint8
+        if source_size != (image_size, image_size):
+            hr = imresize_lib.imresize(
+                hr, output_size=(image_size, image_size)
+            )
+        if augment:
+            hr = augment_faces(
+                hr,
+                augment_transforms(
+                    batch["flip"], batch["shift"], batch["angle"], image_size
+                ),
+                fill_mode,
+            )
+        if lr_synthesis_method == "none":
+            lr = hr
+        elif len(distinct) == 1:
+            lr = _synthesize(hr, distinct[0])
+        else:
+            # One batched synthesis per scale present, instead of one
+            # switch per face: most of the cost is per-op overhead.
+            positions = tf.dynamic_partition(
+                tf.range(tf.shape(index)[0]), branch, len(distinct)
+            )
+            faces = tf.dynamic_partition(hr, branch, len(distinct))
+            lr = tf.dynamic_stitch(
+                positions,
+                [_synthesize(f, s) for f, s in zip(faces, distinct)],
+            )
+        out = {
+            "hr": tf.cast(hr, tf.float32),
+            "lr": tf.cast(lr, tf.float32),
+            "label": tf.gather(labels, index),
+            "scale": tf.gather(distinct_t, branch),
+            "index": index,
+        }
+        if lr_native:
+            out["lr_native"] = tf.cast(
+                synthesizer.native(hr, distinct[0]), tf.float32
+            )
+        return out
+
+    def _synthesize(hr, scale):
+        if lr_synthesis_method == "tf_bicubic":
+            return _tf_bicubic_lr(hr, scale, image_size)
+        return synthesizer.upsampled(hr, scale)
+
+    order = epoch_order(len(split), training, seed, epoch)
+    # Skipping indices here, before any work, makes a resume cost nothing.
+    order = order[skip_batches * batch_size:]
+    ds = tf.data.Dataset.from_tensor_slices(order)
+    ds = ds.map(
+        draw, num_parallel_calls=num_parallel_calls, deterministic=True
+    )
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(
+        make_pairs, num_parallel_calls=num_parallel_calls, deterministic=True
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,93 @@
+"""Tests of `python -m fsr_fer_tf.data.inspect`: JSON out, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+from fsr_fer_tf import errors
+from fsr_fer_tf.data import flags as data_flags
+from fsr_fer_tf.data import inspect as inspect_lib
+
+FLAGS = flags.FLAGS
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inspect")
+    image = np.full((16, 16, 3), 100, np.uint8)
+    for cls, count in (("Happy", 3), ("angry", 2), ("contempt", 1)):
+        os.makedirs(root / "train" / cls)
+        for i in range(count):
+            cv2.imwrite(str(root / "train" / cls / f"{i}.png"), image)
+    os.makedirs(root / "test" / "fear")
+    cv2.imwrite(str(root / "test" / "fear" / "0.jpg"), image)
+    (root / "test" / "fear" / "labels.csv").write_text("x")
+    return str(root)
+
+
+@pytest.fixture(autouse=True)
+def _parsed_flags():
+    if not FLAGS.is_parsed():
+        FLAGS.mark_as_parsed()
+    with flagsaver.flagsaver():
+        yield
+
+
+def test_prints_summary_json(tree, capsys):
+    FLAGS.data_format = "folder"
+    FLAGS.data_dir = tree
+    inspect_lib.main(["inspect"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["data_format"] == "folder"
+    assert summary["splits"]["train"]["images"] == 5
+    assert summary["splits"]["train"]["per_class"]["happiness"] == 3
+    assert summary["splits"]["train"]["per_class"]["anger"] == 2
+    assert summary["splits"]["test"]["per_class"]["fear"] == 1
+    items = {
+        os.path.relpath(item["path"], tree): item["reason"]
+        for item in summary["skipped"]["items"]
+    }
+    assert "not one of the 7" in items[os.path.join("train", "contempt")]
+    assert "not an image" in items[os.path.join("test", "fear", "labels.csv")]
+    assert summary["skipped"]["count"] == 2
+
+
+def test_user_error_is_one_line(tmp_path, capsys):
+    FLAGS.data_format = "rafdb"
+    FLAGS.data_dir = str(tmp_path / "absent")
+    with pytest.raises(SystemExit) as info:
+        errors.cli_main(inspect_lib.main)(["inspect"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert str(tmp_path / "absent") in err[0]
+
+
+def test_bad_flag_is_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        data_flags.parse_flags(["inspect", "--data_format=imagenet"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+
+
+def test_command_line_exit_status():
+    # A flag error: no TensorFlow import, so the subprocess stays cheap.
+    result = subprocess.run(
+        [sys.executable, "-m", "fsr_fer_tf.data.inspect",
+         "--data_format=folder"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "--data_dir" in lines[0]

@@ -279,6 +279,7 @@ def make_dataset(
     epoch=0,
     image_size=100,
     augment=None,
+    flip=True,
     max_shift=4,
     max_rotation=10.0,
     drop_remainder=None,
@@ -302,6 +303,7 @@ def make_dataset(
         image_size: side S of the square HR face (the paper's 100).
         augment: flip/shift/rotate the HR face before LR synthesis; default:
             `training`.
+        flip: random horizontal flips (when augmenting).
         max_shift: largest random shift in pixels (reflect padding).
         max_rotation: largest random rotation in degrees, either way.
         drop_remainder: drop the last partial batch; default: `training`.
@@ -357,6 +359,7 @@ def make_dataset(
             f"got scales={scales}; build one dataset per scale."
         )
     augment = training if augment is None else bool(augment)
+    flip = bool(flip)
     drop_remainder = training if drop_remainder is None else drop_remainder
     if len(split) == 0:
         raise errors.DataError(
@@ -385,7 +388,9 @@ def make_dataset(
         )
         out = {"index": index, "branch": branch_of_entry[entry]}
         if augment:
-            out["flip"] = tf.random.stateless_uniform([], keys[1]) < 0.5
+            out["flip"] = tf.logical_and(
+                flip, tf.random.stateless_uniform([], keys[1]) < 0.5
+            )
             out["shift"] = tf.cast(
                 tf.random.stateless_uniform(
                     [2], keys[2], minval=-max_shift, maxval=max_shift + 1,
@@ -406,13 +411,18 @@ def make_dataset(
             hr = imresize_lib.imresize(
                 hr, output_size=(image_size, image_size)
             )
-        if augment:
+        if augment and (max_shift or max_rotation):
             hr = augment_faces(
                 hr,
                 augment_transforms(
                     batch["flip"], batch["shift"], batch["angle"], image_size
                 ),
                 fill_mode,
+            )
+        elif augment and flip:
+            # Flips alone (the released FSR recipe) need no resampling.
+            hr = tf.where(
+                batch["flip"][:, None, None, None], tf.reverse(hr, [2]), hr
             )
         if lr_synthesis_method == "none":
             lr = hr

@@ -158,6 +158,32 @@ def test_flip_and_shift_keep_pairs_aligned(split):
     assert any(dx or dy for _, dx, dy in found)
 
 
+def test_flip_only_and_no_flip(split):
+    _, out = _collect(
+        pipeline.make_dataset(
+            split, batch_size=5, training=True, max_shift=0,
+            max_rotation=0.0, scales=(4,), seed=1,
+        )
+    )
+    mirrored = []
+    for hr, index in zip(out["hr"], out["index"]):
+        face = split.images[index]
+        assert np.array_equal(hr, face) or np.array_equal(hr, face[:, ::-1])
+        mirrored.append(np.array_equal(hr, face[:, ::-1]))
+    assert any(mirrored) and not all(mirrored)
+    _, lr = lr_synthesis.synthesize_lr(out["hr"].astype(np.uint8), 4)
+    np.testing.assert_array_equal(out["lr"], lr.numpy())
+    _, out = _collect(
+        pipeline.make_dataset(
+            split, batch_size=5, training=True, flip=False, max_rotation=0.0,
+            scales=(4,), seed=1,
+        )
+    )
+    for hr, index in zip(out["hr"], out["index"]):
+        move = _flip_shift_of(hr.astype(np.uint8), split.images[index], 4)
+        assert move is not None and not move[0]
+
+
 def test_rotation_then_lr_of_augmented_hr(split):
     _, out = _collect(
         pipeline.make_dataset(

@@ -20,6 +20,10 @@ from fsr_fer_tf import configs
 from fsr_fer_tf import errors
 
 _DEFAULTS = configs.DataConfig()
+DATA_FLAGS = (
+    "data_format", "data_dir", "strict", "max_missing", "test_fraction",
+    "synthetic_train", "synthetic_test", "synthetic_seed",
+)
 
 
 def define_data_flags(flag_values=flags.FLAGS):
@@ -98,11 +102,7 @@ def data_config_from_flags(flags_values, **overrides):
         errors.ConfigError: a value out of range, or a data_format that
             needs --data_dir without it.
     """
-    names = (
-        "data_format", "data_dir", "strict", "max_missing", "test_fraction",
-        "synthetic_train", "synthetic_test", "synthetic_seed",
-    )
-    values = {name: getattr(flags_values, name) for name in names}
+    values = {name: getattr(flags_values, name) for name in DATA_FLAGS}
     values.update(overrides)
     config = configs.DataConfig(**values)
     validate_data_config(config)
@@ -170,6 +170,14 @@ def parse_flags(argv):
     Returns:
         The arguments left after the flags, as `app.run` expects.
     """
+    # --help lists the key flags of the program (absl keys them by
+    # sys.argv[0], a console-script wrapper included): make the data flags
+    # key flags of whichever program parses them.
+    for name in DATA_FLAGS:
+        if name in flags.FLAGS:
+            flags.FLAGS.register_key_flag_for_module(
+                sys.argv[0], flags.FLAGS[name]
+            )
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:

@@ -103,6 +103,7 @@ setuptools.setup(
         "absl-py",
         "matplotlib",
         "pyyaml",
+        "tensorboard",  # tf.summary needs it; TF 2.21 no longer depends on it
     ],
     extras_require={
         "dev": [

@@ -114,7 +114,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    app.run(main, flags_parser=data_flags.parse_flags)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ scale, one deterministic pass over a split (no augmentation, split order)
 feeds every method the same batch; each method maps the batch to logits.
 """
 
+import os
 import time
 
 import numpy as np
 from absl import logging
 
+from fsr_fer_tf import errors
 from fsr_fer_tf import labels as labels_lib
 from fsr_fer_tf import metrics
 from fsr_fer_tf.data import pipeline
@@ -20,7 +22,8 @@ def scale_key(scale):
     return f"x{int(scale)}"
 
 
-def collect(split, scales, batch_size, predict, limit=0, log_every=0):
+def collect(split, scales, batch_size, predict, limit=0, log_every=0,
+            lr_native=False):
     """Runs `predict` over the split at every scale.
 
     Args:
@@ -33,6 +36,8 @@ def collect(split, scales, batch_size, predict, limit=0, log_every=0):
             LR feature) and always see the same images.
         limit: evaluate only the first `limit` images (0: all).
         log_every: log progress every this many batches (0: never).
+        lr_native: also put the native-size LR face in the batch
+            ("lr_native"), e.g. to add noise at capture resolution.
 
     Returns:
         {method: {scale key: {"labels": int [N], "logits": float [N, K],
@@ -44,7 +49,11 @@ def collect(split, scales, batch_size, predict, limit=0, log_every=0):
     n_batches = -(-len(split) // batch_size)
     for scale in scales:
         ds = pipeline.make_dataset(
-            split, batch_size=batch_size, training=False, scales=(scale,)
+            split,
+            batch_size=batch_size,
+            training=False,
+            scales=(scale,),
+            lr_native=lr_native,
         )
         gathered = {}
         labels, indices = [], []
@@ -99,3 +108,180 @@ def cross_entropy(logits, labels):
     logits = logits - logits.max(axis=-1, keepdims=True)
     log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
     return float(-np.mean(log_probs[np.arange(len(labels)), labels]))
+
+
+def load_generator(path, feature_size):
+    """Loads a stage-2 generator (generator*.keras, or fsr_fer.keras).
+
+    Args:
+        path: the .keras file.
+        feature_size: d of the CovPoolFER features it will receive.
+
+    Raises:
+        ConfigError: missing or unloadable file, not a generator, or a
+            generator built for another d.
+    """
+    import keras
+
+    from fsr_fer_tf.models import generator as generator_lib
+
+    if not os.path.isfile(path):
+        raise errors.ConfigError(
+            f"--fsr_model {path} does not exist; train one with `python -m "
+            "fsr_fer_tf.train_fsr` (it writes MODEL_DIR/generator.keras)."
+        )
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # Keras raises many types for a bad file.
+        raise errors.ConfigError(
+            f"--fsr_model {path} is not a loadable .keras model "
+            f"({type(e).__name__}); pass MODEL_DIR/generator.keras of a "
+            "train_fsr run."
+        ) from None
+    if not isinstance(model, generator_lib.RRDBGenerator):
+        names = [layer.name for layer in getattr(model, "layers", [])]
+        inner = [layer for layer in getattr(model, "layers", [])
+                 if isinstance(layer, generator_lib.RRDBGenerator)]
+        if not inner:
+            raise errors.ConfigError(
+                f"--fsr_model {path} holds no RRDB generator (layers "
+                f"{names[:6]}); pass MODEL_DIR/generator.keras of a "
+                "train_fsr run."
+            )
+        model = inner[0]
+    trained = _generator_feature_size(path)
+    if trained is not None and trained != feature_size:
+        raise errors.ConfigError(
+            f"--fsr_model {path} was trained on {trained}x{trained} features "
+            f"but --fer_model gives {feature_size}x{feature_size}; pass the "
+            "CovPoolFER model the generator was trained with."
+        )
+    return model
+
+
+def _run_params(model_path):
+    """The params.yaml beside a model file (its run directory), or {}."""
+    import yaml
+
+    path = os.path.join(os.path.dirname(os.path.abspath(model_path)),
+                        "params.yaml")
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def _generator_feature_size(model_path):
+    return _run_params(model_path).get("architecture", {}).get("feature_size")
+
+
+def trained_scales(model_path):
+    """The scales a stage-2 run trained on (from its params.yaml), or None."""
+    text = _run_params(model_path).get("train", {}).get("scales")
+    if not text:
+        return None
+    return tuple(int(s) for s in str(text).split(",") if s.strip())
+
+
+def make_predict(fer_model, generator=None):
+    """fn(batch) -> {"hr", "bicubic"[, "fsr"]: logits} for `collect`.
+
+    "hr" classifies the 100x100 HR face, "bicubic" the LR face upsampled by
+    bicubic (the paper's "Bicubic" row) and "fsr" C(G(SPD(CNN(I_lr)))).
+    The LR image is taken from batch["lr"] (or batch["lr_noisy"] if there).
+    """
+    import tensorflow as tf
+
+    from fsr_fer_tf.models import covpool
+
+    features, spd, head = covpool.covpoolfer_parts(fer_model)
+
+    @tf.function(reduce_retracing=True)
+    def classify_lr(lr):
+        f_lr = spd(features(lr, training=False), training=False)
+        out = {"bicubic": head(f_lr, training=False)[1]}
+        if generator is not None:
+            f_sr = generator(f_lr[..., None], training=False)
+            f_sr = tf.cast(f_sr[..., 0], f_lr.dtype)
+            out["fsr"] = head(f_sr, training=False)[1]
+        return out
+
+    @tf.function(reduce_retracing=True)
+    def classify_hr(hr):
+        return fer_model(hr, training=False)
+
+    def predict(batch):
+        out = {"hr": classify_hr(batch["hr"])}
+        out.update(classify_lr(batch.get("lr_noisy", batch["lr"])))
+        return out
+
+    return predict
+
+
+def noisy_predict(predict, sigma, image_size, seed=0):
+    """Wraps `predict` to add Gaussian noise to the native LR face first.
+
+    The noise (std `sigma` grey levels) is added at the LR face's own size,
+    as a camera would record a small face, then the face is rounded to
+    uint8 and brought up to `image_size` with MATLAB bicubic. Deterministic:
+    the noise of image i depends only on (seed, sigma, i).
+    """
+    import tensorflow as tf
+
+    from fsr_fer_tf.data import imresize as imresize_lib
+
+    def one(native, index):
+        noise = tf.random.stateless_normal(
+            tf.shape(native), seed=tf.stack([seed + int(sigma * 1000), index])
+        )
+        return native + sigma * noise
+
+    def wrapped(batch):
+        native = batch["lr_native"]
+        noisy = tf.map_fn(
+            lambda a: one(a[0], a[1]),
+            (native, tf.cast(batch["index"], tf.int32)),
+            fn_output_signature=tf.float32,
+        )
+        noisy = tf.cast(tf.round(tf.clip_by_value(noisy, 0, 255)), tf.uint8)
+        if noisy.shape[1] != image_size:
+            noisy = imresize_lib.imresize(
+                noisy, output_size=(image_size, image_size)
+            )
+        batch = dict(batch, lr_noisy=tf.cast(noisy, tf.float32))
+        return predict(batch)
+
+    return wrapped
+
+
+def evaluate(fer_model, generator, split, scales, batch_size,
+             noise_sigmas=(), limit=0, log_every=0, seed=0):
+    """Every method on the same images at every scale (+ optional noise).
+
+    Returns:
+        (summaries, collected, noise): summaries is {"hr": {"x1": ...},
+        "bicubic": {scale key: ...}, "fsr": {...}} as `metrics.summarize`
+        dicts; collected holds the raw labels/logits/index per method and
+        scale; noise is {"sigma=<s>": {method: {scale key: summary}}}.
+    """
+    predict = make_predict(fer_model, generator)
+    collected = collect(split, scales, batch_size, predict, limit=limit,
+                        log_every=log_every)
+    # The HR face does not depend on the scale: keep one "x1" entry.
+    first = scale_key(scales[0])
+    collected["hr"] = {"x1": collected["hr"][first]}
+    summaries = summarize(collected)
+    image_size = int(fer_model.input_shape[1])
+    noise = {}
+    for sigma in noise_sigmas:
+        noisy = collect(
+            split,
+            scales,
+            batch_size,
+            noisy_predict(predict, sigma, image_size, seed),
+            limit=limit,
+            lr_native=True,
+        )
+        noisy.pop("hr")
+        noise[f"sigma={sigma:g}"] = summarize(noisy)
+    return summaries, collected, noise

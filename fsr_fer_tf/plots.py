@@ -24,16 +24,15 @@ def figure_to_png(fig, dpi=100):
     return buf.getvalue()
 
 
-def confusion_figure(confusion, class_names=labels_lib.CLASS_NAMES, title=""):
-    """A row-normalised confusion matrix with counts in each cell.
+def draw_confusion(ax, confusion, class_names=labels_lib.CLASS_NAMES,
+                   title=""):
+    """Draws a row-normalised confusion matrix with counts on `ax`.
 
     Args:
+        ax: a matplotlib Axes.
         confusion: [K, K] counts, rows are true classes.
         class_names: K axis labels.
-        title: figure title.
-
-    Returns:
-        A matplotlib Figure.
+        title: axes title.
     """
     confusion = np.asarray(confusion, dtype=np.float64)
     support = confusion.sum(axis=1, keepdims=True)
@@ -41,7 +40,6 @@ def confusion_figure(confusion, class_names=labels_lib.CLASS_NAMES, title=""):
         confusion, support, out=np.zeros_like(confusion), where=support > 0
     )
     k = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * k, 0.8 + 0.7 * k))
     ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
     ax.set_xticks(range(k), class_names, rotation=45, ha="right")
     ax.set_yticks(range(k), class_names)
@@ -60,7 +58,14 @@ def confusion_figure(confusion, class_names=labels_lib.CLASS_NAMES, title=""):
                 color=color,
             )
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
+
+
+def confusion_figure(confusion, class_names=labels_lib.CLASS_NAMES, title=""):
+    """A figure with one confusion matrix (see `draw_confusion`)."""
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * k, 0.8 + 0.7 * k))
+    draw_confusion(ax, confusion, class_names, title)
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,334 @@
+"""Evaluate CovPoolFER and FSR-FER per scale, as the paper's Table 1 / Fig. 4.
+
+    python -m fsr_fer_tf.evaluate --fer_model=RUN/fer/final.keras \
+        --fsr_model=RUN/fsr/generator.keras --out_dir=RUN/eval
+
+Methods, on exactly the same images: `hr` (CovPoolFER on the 100x100 face),
+`bicubic` (CovPoolFER on the LR face upsampled by bicubic: the paper's
+"Bicubic" row) and `fsr` (C(G(SPD(CNN(I_lr)))), when --fsr_model is given).
+Writes results.json, table1.md, table1.csv, accuracy_vs_scale.png,
+confusion_x{s}.png and examples.png in --out_dir.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from fsr_fer_tf import errors
+from fsr_fer_tf.data import flags as data_flags
+
+FLAGS = flags.FLAGS
+
+FER_MODEL = flags.DEFINE_string(
+    "fer_model", None, "Stage-1 CovPoolFER .keras file (train_fer's "
+    "final.keras)."
+)
+FSR_MODEL = flags.DEFINE_string(
+    "fsr_model", None, "Optional stage-2 generator .keras file (train_fsr's "
+    "generator.keras or generator_best.keras); adds the 'fsr' method."
+)
+SPLIT = flags.DEFINE_string(
+    "split", "test", "Split to evaluate (RAF-DB: the 3068-image test split, "
+    "as the paper)."
+)
+SCALES = flags.DEFINE_list(
+    "scales", ["1", "2", "3", "4", "5", "6", "7", "8"],
+    "Down-sampling factors; 1 is the HR upper bound (the paper: 2..8)."
+)
+NOISE_SIGMAS = flags.DEFINE_list(
+    "noise_sigmas", [], "Optional Gaussian noise std (grey levels) added to "
+    "the native LR face, as FERAtt's robustness study; e.g. 5,10,20."
+)
+OUT_DIR = flags.DEFINE_string(
+    "out_dir", None, "Where the report goes (default: eval/ beside "
+    "--fsr_model, else beside --fer_model)."
+)
+BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.")
+LIMIT = flags.DEFINE_integer(
+    "limit", 0, "Evaluate only the first N images of the split (0: all)."
+)
+EXAMPLES = flags.DEFINE_integer(
+    "examples", 6, "Faces shown in examples.png (one per class first)."
+)
+data_flags.define_data_flags()
+
+
+def _parse_numbers(values, what, kind):
+    try:
+        return tuple(kind(v) for v in values if str(v).strip())
+    except ValueError:
+        raise errors.ConfigError(
+            f"--{what} must be comma-separated numbers, got "
+            f"{','.join(values)}."
+        ) from None
+
+
+def _check_out_dir(out_dir):
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise errors.ConfigError(
+            f"cannot create --out_dir {out_dir}: {e.strerror}; choose a "
+            "writable folder."
+        ) from None
+    if not os.access(out_dir, os.W_OK):
+        raise errors.ConfigError(
+            f"--out_dir {out_dir} is not writable; choose a writable folder."
+        )
+
+
+def example_indices(labels, count):
+    """Positions of up to `count` faces, one per class first (paper Fig. 3)."""
+    chosen = []
+    for c in sorted(set(labels.tolist())):
+        chosen.append(int(next(i for i, y in enumerate(labels) if y == c)))
+    rest = [i for i in range(len(labels)) if i not in chosen]
+    return (chosen + rest)[:count]
+
+
+def examples_figure(split, collected, scales, indices):
+    """The same faces at every scale with true and predicted labels."""
+    import numpy as np
+
+    from fsr_fer_tf import labels as labels_lib
+    from fsr_fer_tf import plots
+    from fsr_fer_tf.data import pipeline
+
+    names = labels_lib.CLASS_NAMES
+    short = {"bicubic": "bic", "fsr": "fsr", "hr": "hr"}
+    images, captions, colours = [], [], []
+    subset = split.subset(indices)
+    for scale in scales:
+        key = f"x{scale}"
+        batch = next(iter(pipeline.make_dataset(
+            subset, batch_size=len(indices), training=False, scales=(scale,)
+        )))
+        for row, i in enumerate(indices):
+            parts, ok = [], True
+            for method in ("bicubic", "fsr"):
+                r = collected.get(method, {}).get(key)
+                if r is None:
+                    continue
+                pos = int(np.nonzero(r["index"] == i)[0][0])
+                pred = int(np.argmax(r["logits"][pos]))
+                parts.append(f"{short[method]}: {names[pred]}")
+                ok = ok and pred == int(split.labels[i])
+            images.append(batch["lr"].numpy()[row])
+            captions.append(f"{key} {names[split.labels[i]]}\n"
+                            + "\n".join(parts))
+            colours.append("green" if ok else "red")
+    # Reorder: one row per face, one column per scale.
+    n = len(indices)
+    order = [s * n + f for f in range(n) for s in range(len(scales))]
+    return plots.face_grid(
+        [images[o] for o in order],
+        [captions[o] for o in order],
+        ncols=len(scales),
+        colors=[colours[o] for o in order],
+        title="true label, then predictions (green: all right)",
+    )
+
+
+def write_report(out_dir, results, split, collected, scales, n_examples):
+    """Writes results.json, the tables and every figure; returns paths."""
+    from fsr_fer_tf import plots
+    from fsr_fer_tf import report
+
+    paths = {}
+
+    def write(name, data, binary=False):
+        path = os.path.join(out_dir, name)
+        with open(path, "wb" if binary else "w") as f:
+            f.write(data)
+        paths[name] = path
+
+    write("results.json", json.dumps(results, indent=2))
+    write("table1.md", report.table1_markdown(results))
+    write("table1.csv", report.table1_csv(results))
+    write("accuracy_vs_scale.png",
+          plots.figure_to_png(report.accuracy_vs_scale_figure(results)), True)
+    for scale in scales:
+        key = f"x{scale}"
+        write(f"confusion_{key}.png",
+              plots.figure_to_png(report.confusion_figure(results, key)), True)
+    if n_examples > 0:
+        indices = example_indices(split.labels, n_examples)
+        write("examples.png", plots.figure_to_png(
+            examples_figure(split, collected, scales, indices)), True)
+    return paths
+
+
+def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
+                 scales, noise_sigmas, out_dir, batch_size=64, limit=0,
+                 n_examples=6, dataset=None):
+    """Evaluates and writes the report; returns the results dict.
+
+    Args:
+        fer_model_path: stage-1 .keras file.
+        fsr_model_path: stage-2 generator .keras file, or None.
+        data_config: a `configs.DataConfig`.
+        split_name: the split to evaluate.
+        scales: tuple of int scales (1 = HR).
+        noise_sigmas: tuple of noise stds (may be empty).
+        out_dir: the report folder.
+        batch_size: evaluation batch size.
+        limit: first N images only (0: all).
+        n_examples: faces in examples.png (0: no figure).
+        dataset: an already loaded `sources.Dataset`.
+    """
+    from fsr_fer_tf import eval_lib
+    from fsr_fer_tf import labels as labels_lib
+    from fsr_fer_tf import paper
+    from fsr_fer_tf.data import loader
+    from fsr_fer_tf.train import fsr_loop
+
+    errors.require(scales, "--scales is empty; e.g. --scales=1,2,3,4,5,6,7,8.")
+    errors.require(all(s >= 1 for s in scales),
+                   f"--scales must be >= 1, got {scales}.")
+    errors.require(all(s >= 0 for s in noise_sigmas),
+                   "--noise_sigmas must be >= 0.")
+    errors.require(batch_size > 0, "--batch_size must be > 0.")
+    _check_out_dir(out_dir)
+    fer_model = fsr_loop.load_fer_model(fer_model_path)
+    num_classes = int(fer_model.output_shape[-1])
+    if num_classes != labels_lib.NUM_CLASSES:
+        raise errors.ConfigError(
+            f"--fer_model {fer_model_path} predicts {num_classes} classes but "
+            f"the data has {labels_lib.NUM_CLASSES} "
+            f"({', '.join(labels_lib.CLASS_NAMES)}); pass a model trained by "
+            "train_fer on the 7 canonical classes."
+        )
+    generator = None
+    if fsr_model_path:
+        generator = eval_lib.load_generator(
+            fsr_model_path, fsr_loop.feature_size(fer_model)
+        )
+        trained = eval_lib.trained_scales(fsr_model_path)
+        untrained = [s for s in scales if s > 1 and trained is not None
+                     and s not in trained]
+        if untrained:
+            logging.warning(
+                "the generator was trained for scales %s, not %s; evaluating "
+                "those anyway.",
+                ",".join(map(str, trained)),
+                ",".join(map(str, untrained)),
+            )
+    if dataset is None:
+        dataset = loader.load_dataset(data_config)
+    split = dataset.split(split_name)
+    n_images = min(limit, len(split)) if limit else len(split)
+    logging.info("Evaluating %d images of %s/%s at scales %s", n_images,
+                 dataset.name, split_name, ",".join(map(str, scales)))
+    summaries, collected, noise = eval_lib.evaluate(
+        fer_model,
+        generator,
+        split,
+        scales,
+        batch_size,
+        noise_sigmas=noise_sigmas,
+        limit=limit,
+        log_every=max(1, 640 // batch_size),
+    )
+    results = {
+        "dataset": {
+            "name": dataset.name,
+            "data_dir": dataset.root,
+            "split": split_name,
+            "n_images": n_images,
+            "class_names": list(labels_lib.CLASS_NAMES),
+            "skipped": len(dataset.skipped),
+        },
+        "methods": summaries,
+        "config": {
+            "fer_model": os.path.abspath(fer_model_path),
+            "fsr_model": (os.path.abspath(fsr_model_path)
+                          if fsr_model_path else None),
+            "scales": list(scales),
+            "noise_sigmas": list(noise_sigmas),
+            "batch_size": batch_size,
+            "limit": limit,
+            "classifier": "argmax of the head's logits",
+            "data": dataclasses.asdict(data_config),
+        },
+        "paper_table1": paper.table1_json(),
+    }
+    if noise:
+        results["noise"] = noise
+    if limit:
+        split = split.subset(range(n_images))
+    paths = write_report(out_dir, results, split, collected, scales,
+                         n_examples)
+    logging.info("Wrote %s", ", ".join(sorted(paths)))
+    return results
+
+
+def print_table(results, file=sys.stdout):
+    """Prints our per-scale accuracies with the paper's rows beside them."""
+    from fsr_fer_tf import paper
+    from fsr_fer_tf import report
+
+    keys = sorted({k for v in results["methods"].values() for k in v},
+                  key=lambda k: int(k[1:]))
+    print("method".ljust(40) + "".join(k.rjust(8) for k in keys), file=file)
+    for method, per_scale in results["methods"].items():
+        label = report.METHOD_LABELS.get(method, method) + " (ours)"
+        cells = "".join(
+            (f"{100 * per_scale[k]['accuracy']:.2f}" if k in per_scale
+             else "-").rjust(8)
+            for k in keys
+        )
+        print(label.ljust(40) + cells, file=file)
+    print(f"-- paper ({paper.SOURCE}):", file=file)
+    for label, values in results["paper_table1"]["rows"].items():
+        if label not in paper.OUR_METHOD_ROWS.values():
+            continue
+        cells = "".join(
+            (f"{values[k]:.2f}" if values.get(k) is not None else "-").rjust(8)
+            for k in keys
+        )
+        print(f"{label} (paper)".ljust(40) + cells, file=file)
+
+
+@errors.cli_main
+def main(argv):
+    if len(argv) > 1:
+        raise errors.ConfigError(
+            f"unexpected arguments {' '.join(argv[1:])}; flags look like "
+            "--name=value."
+        )
+    if not FER_MODEL.value:
+        raise errors.ConfigError(
+            "--fer_model is required (train_fer's MODEL_DIR/final.keras)."
+        )
+    scales = _parse_numbers(SCALES.value, "scales", int)
+    sigmas = _parse_numbers(NOISE_SIGMAS.value, "noise_sigmas", float)
+    anchor = FSR_MODEL.value or FER_MODEL.value
+    out_dir = OUT_DIR.value or os.path.join(os.path.dirname(
+        os.path.abspath(anchor)), "eval")
+    results = evaluate_run(
+        FER_MODEL.value,
+        FSR_MODEL.value,
+        data_flags.data_config_from_flags(FLAGS),
+        SPLIT.value,
+        scales,
+        sigmas,
+        out_dir,
+        batch_size=BATCH_SIZE.value,
+        limit=LIMIT.value,
+        n_examples=EXAMPLES.value,
+    )
+    print_table(results)
+    print(f"report: {out_dir}")
+
+
+def run():
+    app.run(main, flags_parser=data_flags.parse_flags)
+
+
+if __name__ == "__main__":
+    run()

@@ -9,3 +9,4 @@ from fsr_fer_tf.layers.spd import StiefelConstraint
 from fsr_fer_tf.layers.spd import eig_function
 from fsr_fer_tf.layers.spd import spd_log
 from fsr_fer_tf.layers.spd import spd_rectify
+from fsr_fer_tf.layers.rrdb import RRDB, ResidualDenseBlock

@@ -1,0 +1,215 @@
+r"""Benchmarks the stage-2 training step (`fsr_fer_tf.train.steps.FSRSteps`).
+
+For each preset (`paper`: d = 128, the paper's generator and critic;
+`demo`: d = 32, the demo presets), at batch `--batch`, this times in one
+run, on whatever CPU/GPU TensorFlow sees:
+
+1. baselines: the generator's forward pass alone (training mode) and the
+   frozen CovPoolFER feature extraction SPD(CNN(I)) of one image batch;
+2. `pretrain_step` (L2-only generator update);
+3. `train_step` for each `--n_critic` (critic updates + one generator
+   update in one `tf.function`);
+
+and prints ms/step (median and minimum of `--repeats` calls after one
+warm-up call, which traces; the minimum is the robust figure on a shared
+machine) and ratios against the generator forward pass and against the
+first `--n_critic` value. The frozen parts are the real CovPoolFER
+(`build_covpoolfer`, random weights, eigh included) unless
+`--frozen=standin` (a conv + a Gram map + a dense head, no eigh).
+
+Usage:
+  python tools/bench_fsr_step.py --presets=demo
+  python tools/bench_fsr_step.py --presets=paper --repeats=2 --n_critic=1
+  python tools/bench_fsr_step.py --presets=demo --jit_compile --mixed_precision
+"""
+
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from fsr_fer_tf.configs import COVPOOL_PRESETS  # noqa: E402
+from fsr_fer_tf.configs import CRITIC_PRESETS  # noqa: E402
+from fsr_fer_tf.configs import GENERATOR_PRESETS  # noqa: E402
+from fsr_fer_tf.models.critic import VGGCritic  # noqa: E402
+from fsr_fer_tf.models.generator import RRDBGenerator  # noqa: E402
+from fsr_fer_tf.train.steps import FSRSteps  # noqa: E402
+
+PRESETS = flags.DEFINE_list(
+    "presets", ["demo", "paper"], "Presets to run (demo: d=32, paper: d=128)."
+)
+BATCH = flags.DEFINE_integer("batch", 32, "HR/LR pairs per step (paper 32).")
+N_CRITIC = flags.DEFINE_list(
+    "n_critic", ["1", "5"], "Critic updates per step, one run each."
+)
+REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement.")
+FROZEN = flags.DEFINE_enum(
+    "frozen", "real", ["real", "standin"], "Frozen CovPoolFER parts."
+)
+JIT = flags.DEFINE_bool(
+    "jit_compile", False, "XLA-compile the critic and pre-training gradients."
+)
+MIXED = flags.DEFINE_bool(
+    "mixed_precision", False, "Build G and D under mixed_float16."
+)
+SEED = flags.DEFINE_integer("seed", 0, "Seed of weights and inputs.")
+
+
+class _Gram(keras.layers.Layer):
+    """Stand-in for CovPool -> ... -> LogEig: X^T X / N (symmetric)."""
+
+    def call(self, x):
+        b, c = tf.shape(x)[0], x.shape[-1]
+        x = tf.reshape(x, (b, -1, c))
+        n = tf.cast(tf.shape(x)[1], x.dtype)
+        return tf.matmul(x, x, transpose_a=True) / n
+
+
+def frozen_parts(preset):
+    """(features, spd, head, image_size) of the real or stand-in CovPoolFER."""
+    config = COVPOOL_PRESETS[preset]
+    if FROZEN.value == "real":
+        from fsr_fer_tf.models import covpool
+
+        model = covpool.build_covpoolfer(config)
+        features, spd, head = covpool.covpoolfer_parts(model)
+        return features, spd, head, config.image_size
+    size, d = config.image_size, config.bimap_dim
+    images = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(d, 3, strides=8, padding="same")(images)
+    features = keras.Model(images, x)
+    conv_map = keras.Input(x.shape[1:])
+    spd = keras.Model(conv_map, _Gram(dtype="float32")(conv_map))
+    f = keras.Input((d, d))
+    embedding = keras.layers.Dense(config.fc_units[-1])(
+        keras.layers.Flatten()(f)
+    )
+    logits = keras.layers.Dense(config.num_classes, dtype="float32")(
+        embedding
+    )
+    head = keras.Model(f, [embedding, logits])
+    return features, spd, head, size
+
+
+def timed(fn, *args):
+    """(median, min) seconds of REPEATS calls after one warm-up call."""
+    out = fn(*args)
+    _block(out)
+    times = []
+    for _ in range(REPEATS.value):
+        start = time.perf_counter()
+        _block(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), float(np.min(times))
+
+
+def _block(out):
+    """Waits for the result (host copy of every output tensor)."""
+    for value in tf.nest.flatten(out):
+        if isinstance(value, tf.Tensor):
+            value.numpy()
+
+
+def make_models(preset, d):
+    policy = keras.config.dtype_policy()
+    if MIXED.value:
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        generator = RRDBGenerator(GENERATOR_PRESETS[preset])
+        critic = VGGCritic(CRITIC_PRESETS[preset], input_size=d)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    return generator, critic
+
+
+def run_preset(preset):
+    keras.utils.set_random_seed(SEED.value)
+    features, spd, head, size = frozen_parts(preset)
+    d = COVPOOL_PRESETS[preset].bimap_dim
+    b = BATCH.value
+    rng = np.random.default_rng(SEED.value)
+    hr = tf.constant(rng.normal(size=(b, size, size, 3)), tf.float32)
+    lr = tf.constant(rng.normal(size=(b, size, size, 3)), tf.float32)
+    labels = tf.constant(rng.integers(0, 7, size=b), tf.int32)
+    generator, critic = make_models(preset, d)
+    print(
+        f"\n== {preset}: d={d}, batch {b}, image {size}, frozen="
+        f"{FROZEN.value}, G {generator.count_params():,} params, "
+        f"D {critic.count_params():,} params, jit={JIT.value}, "
+        f"mixed={MIXED.value}",
+        flush=True,
+    )
+
+    f_lr = tf.constant(rng.normal(size=(b, d, d, 1)), tf.float32)
+    g_forward = tf.function(lambda x: generator(x, training=True))
+    extract = tf.function(
+        lambda x: spd(features(x, training=False), training=False)
+    )
+    rows = []
+    base = timed(g_forward, f_lr)
+    rows.append(("G forward (baseline)", base))
+    rows.append(("SPD(CNN(I)) one batch", timed(extract, hr)))
+
+    results = {}
+    n_critics = [int(v) for v in N_CRITIC.value]
+    for n in n_critics:
+        steps = FSRSteps(
+            generator,
+            critic,
+            features,
+            spd,
+            head,
+            n_critic=n,
+            jit_compile=JIT.value,
+            seed=SEED.value,
+        )
+        if n == n_critics[0]:
+            rows.append(("pretrain_step", timed(steps.pretrain_step, hr, lr)))
+        start = time.perf_counter()
+        steps.train_step(hr, lr, labels)  # traces
+        print(
+            f"  train_step n_critic={n}: first call (trace) "
+            f"{time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
+        results[n] = timed(steps.train_step, hr, lr, labels)
+        rows.append((f"train_step n_critic={n}", results[n]))
+
+    print(f"  {'what':28s} {'median ms':>10s} {'min ms':>10s} {'/G fwd':>8s}")
+    for name, (median, best) in rows:
+        print(
+            f"  {name:28s} {1e3 * median:10.1f} {1e3 * best:10.1f} "
+            f"{best / base[1]:8.2f}"
+        )
+    first = n_critics[0]
+    for n, (_, best) in results.items():
+        if n != first:
+            print(
+                f"  train_step n_critic={n} / n_critic={first} (min): "
+                f"{best / results[first][1]:.2f}"
+            )
+    print(
+        f"  images/s (train_step n_critic={first}, min): "
+        f"{b / results[first][1]:.1f}",
+        flush=True,
+    )
+
+
+def main(argv):
+    del argv
+    print(
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, devices: "
+        f"{[d.device_type for d in tf.config.list_logical_devices()]}"
+    )
+    for preset in PRESETS.value:
+        run_preset(preset)
+
+
+if __name__ == "__main__":
+    app.run(main)

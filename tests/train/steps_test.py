@@ -314,3 +314,29 @@ def test_validation(kwargs):
     critic = VGGCritic(D_CONFIG, input_size=D)
     with pytest.raises(ConfigError):
         steps_lib.FSRSteps(generator, critic, None, None, None, **kwargs)
+
+
+def test_non_finite_batch_changes_no_weights_or_optimizer_state():
+    # float32 (no LossScaleOptimizer): a NaN batch must not write NaN into G,
+    # D or Adam's moments, so the loop can checkpoint the last good state.
+    steps = _make_steps(g_config=dataclasses.replace(
+        G_CONFIG, use_batch_norm=False))
+    hr, lr, labels = _batch()
+    steps.train_step(hr, lr, labels)
+    before = _values(steps.generator.weights + steps.critic.weights
+                     + steps.g_optimizer.variables
+                     + steps.d_optimizer.variables)
+    bad = hr.copy()
+    bad[0, 0, 0, 0] = np.nan
+    logs = steps.train_step(bad, lr, labels)
+    assert not np.isfinite(logs["g_loss"].numpy())
+    assert not np.isfinite(logs["d_loss"].numpy())
+    after = _values(steps.generator.weights + steps.critic.weights
+                    + steps.g_optimizer.variables
+                    + steps.d_optimizer.variables)
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    # A good batch afterwards still trains.
+    steps.train_step(hr, lr, labels)
+    assert not np.array_equal(
+        _values(steps.generator.weights)[0], before[0])

@@ -90,7 +90,11 @@ class RunDirectory:
 
     def __init__(self, model_dir, params, architecture, resume, kind):
         self.model_dir = os.path.abspath(model_dir)
-        self.params = dict(params, kind=kind, architecture=architecture)
+        # JSON round trip: tuples become lists, as they come back from a
+        # checkpoint, so a resumed run compares equal to itself.
+        self.params = json.loads(
+            json.dumps(dict(params, kind=kind, architecture=architecture))
+        )
         self.kind = kind
         if os.path.exists(self.model_dir) and not os.path.isdir(self.model_dir):
             raise errors.ConfigError(

@@ -115,3 +115,11 @@ def test_progress_logger_due_steps():
     logged = [s for s in range(1, 11) if p.maybe_log(s, {"loss": 1.0})]
     assert logged == [4, 8, 10]
     assert p.images_per_second > 0
+
+
+def test_tuples_in_architecture_resume_cleanly(tmp_path):
+    arch = {"model": {"conv_filters": (4, 8)}}
+    run = loop.RunDirectory(tmp_path / "r", {"t": (1, 2)}, arch, True, "fer")
+    _save_checkpoint(run)
+    again = loop.RunDirectory(tmp_path / "r", {"t": (1, 2)}, arch, True, "fer")
+    assert again.resuming

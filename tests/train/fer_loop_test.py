@@ -1,0 +1,153 @@
+"""Stage-1 training: resume after interruption, exports, mixed precision,
+refusing a model_dir of another architecture."""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from fsr_fer_tf import configs
+from fsr_fer_tf import errors
+from fsr_fer_tf.data import synthetic
+from fsr_fer_tf.models import covpool
+from fsr_fer_tf.train import fer_loop
+from fsr_fer_tf.train import loop
+
+TINY = configs.CovPoolFERConfig(
+    conv_filters=(4, 4, 6, 6, 8, 8), bimap_dim=6, fc_units=(16, 8)
+)
+DATA = configs.DataConfig(synthetic_train=8, synthetic_test=2)
+CFG = configs.FERTrainConfig(
+    batch_size=8,
+    steps=10,  # 56 train images: 7 steps per epoch, so this crosses epochs
+    learning_rate_schedule="0:0.01,1:0.005",
+    weight_decay=5e-3,
+    val_scales="1,4",
+    eval_every_epochs=1,
+    log_every=1,
+    max_shift=2,
+)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return synthetic.load_synthetic(DATA)
+
+
+def _state(model_dir):
+    """Every weight of final.keras (incl. batch-norm statistics)."""
+    model = keras.models.load_model(os.path.join(model_dir, "final.keras"))
+    return [w.numpy() for w in model.weights]
+
+
+@pytest.fixture(scope="module")
+def straight(dataset, tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("straight"))
+    result = fer_loop.train_fer(TINY, CFG, DATA, model_dir, dataset=dataset)
+    return model_dir, result
+
+
+def test_exports_load_and_predict(straight, dataset):
+    model_dir, result = straight
+    assert result["steps"] == 10
+    for name in ("final.keras", "best.keras", "params.yaml",
+                 "best/info.json"):
+        assert os.path.exists(os.path.join(model_dir, name)), name
+    model = keras.models.load_model(result["final"])
+    features, spd, head = covpool.covpoolfer_parts(model)
+    logits = model(dataset.split("test").images[:3].astype("float32"))
+    assert logits.shape == (3, 7) and np.all(np.isfinite(logits))
+    assert spd.output_shape == (None, 6, 6)
+    assert set(result["validation"]) == {"x1", "x4"}
+    for name in ("train", "validation"):
+        assert os.listdir(os.path.join(model_dir, name))
+
+
+def test_interrupt_and_resume_equals_straight_run(
+    straight, dataset, tmp_path, monkeypatch
+):
+    model_dir = str(tmp_path / "resumed")
+    original = loop.ProgressLogger.maybe_log
+
+    def interrupt_at_4(self, step, metrics, force=False):
+        if step == 4:
+            raise KeyboardInterrupt
+        return original(self, step, metrics, force)
+
+    monkeypatch.setattr(loop.ProgressLogger, "maybe_log", interrupt_at_4)
+    with pytest.raises(KeyboardInterrupt):
+        fer_loop.train_fer(TINY, CFG, DATA, model_dir, dataset=dataset)
+    monkeypatch.setattr(loop.ProgressLogger, "maybe_log", original)
+    latest = os.path.basename(
+        loop.tf.train.latest_checkpoint(model_dir)
+    )
+    assert latest == "ckpt-4"
+    result = fer_loop.train_fer(TINY, CFG, DATA, model_dir, dataset=dataset)
+    assert result["steps"] == 10
+    for a, b in zip(_state(straight[0]), _state(model_dir)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # The optimizer state came back too: compare Adam's moments.
+    ckpt_a = loop.tf.train.latest_checkpoint(straight[0])
+    ckpt_b = loop.tf.train.latest_checkpoint(model_dir)
+    names = [n for n, _ in loop.tf.train.list_variables(ckpt_a)
+             if "optimizer" in n and "VARIABLE_VALUE" in n]
+    assert len(names) > 10
+    for n in names + ["step/.ATTRIBUTES/VARIABLE_VALUE",
+                      "centers/.ATTRIBUTES/VARIABLE_VALUE"]:
+        np.testing.assert_allclose(
+            loop.tf.train.load_variable(ckpt_a, n),
+            loop.tf.train.load_variable(ckpt_b, n),
+            rtol=1e-5, atol=1e-6, err_msg=n,
+        )
+
+
+def test_finished_run_rerun_trains_nothing(straight, dataset):
+    model_dir, _ = straight
+    before = _state(model_dir)
+    result = fer_loop.train_fer(TINY, CFG, DATA, model_dir, dataset=dataset)
+    assert result["steps"] == 10
+    for a, b in zip(before, _state(model_dir)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_other_architecture_in_model_dir_is_refused(straight, dataset):
+    model_dir, _ = straight
+    files = sorted(os.listdir(model_dir))
+    other = dataclasses.replace(TINY, bimap_dim=4)
+    with pytest.raises(errors.ConfigError, match="different architecture.*"
+                       "bimap_dim: 6 -> 4"):
+        fer_loop.train_fer(other, CFG, DATA, model_dir, dataset=dataset)
+    assert sorted(os.listdir(model_dir)) == files
+
+
+def test_mixed_precision_steps_are_finite(dataset, tmp_path):
+    cfg = dataclasses.replace(CFG, steps=3, mixed_precision=True)
+    result = fer_loop.train_fer(TINY, cfg, DATA, str(tmp_path), dataset=dataset)
+    model = keras.models.load_model(result["final"])
+    _, spd, head = covpool.covpoolfer_parts(model)
+    assert all(layer.compute_dtype == "float32" for layer in spd.layers[1:])
+    assert all(w.dtype == "float32" for w in model.weights)
+    assert keras.config.dtype_policy().name == "float32"  # restored
+    logits = model(dataset.split("test").images[:2].astype("float32"))
+    assert np.all(np.isfinite(logits))
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("batch_size", 0, "--batch_size"),
+        ("center_loss_alpha", 2.0, "--center_loss_alpha"),
+        ("learning_rate_schedule", "5:0.1", "must start at 0"),
+        ("val_scales", "0", "--val_scales"),
+    ],
+)
+def test_bad_settings_are_config_errors(field, value, match):
+    with pytest.raises(errors.ConfigError, match=match):
+        fer_loop.validate_config(dataclasses.replace(CFG, **{field: value}))
+
+
+def test_unknown_preset_is_a_config_error():
+    with pytest.raises(errors.ConfigError, match="unknown model preset"):
+        configs.preset(configs.COVPOOL_PRESETS, "huge", "model")

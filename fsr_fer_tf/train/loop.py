@@ -325,3 +325,37 @@ def report_dataset(dataset):
     for note in dataset.notes:
         logging.info("%s", note)
 
+
+
+def read_scalars(event_dir):
+    """Reads the scalars a run wrote to TensorBoard (e.g. RUN/fer/train).
+
+    Args:
+        event_dir: a folder of `events.out.tfevents.*` files.
+
+    Returns:
+        {tag: [(step, value), ...]} sorted by step; a step written twice
+        (e.g. after a resume) keeps its last value.
+    """
+    from tensorflow.core.util import event_pb2
+
+    if not os.path.isdir(event_dir):
+        raise errors.DataError(
+            f"{event_dir} does not exist; point at a run's train/ or "
+            "validation/ folder."
+        )
+    series = {}
+    files = sorted(f for f in os.listdir(event_dir) if "tfevents" in f)
+    for name in files:
+        dataset = tf.data.TFRecordDataset(os.path.join(event_dir, name))
+        for record in dataset:
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.HasField("tensor") and not value.tensor.string_val:
+                    number = float(tf.make_ndarray(value.tensor))
+                elif value.HasField("simple_value"):
+                    number = float(value.simple_value)
+                else:
+                    continue  # images and other non-scalars
+                series.setdefault(value.tag, {})[int(event.step)] = number
+    return {tag: sorted(points.items()) for tag, points in series.items()}

@@ -123,3 +123,17 @@ def test_tuples_in_architecture_resume_cleanly(tmp_path):
     _save_checkpoint(run)
     again = loop.RunDirectory(tmp_path / "r", {"t": (1, 2)}, arch, True, "fer")
     assert again.resuming
+
+
+def test_read_scalars_round_trip(tmp_path):
+    writer = tf.summary.create_file_writer(str(tmp_path / "train"))
+    loop.write_scalars(writer, 1, {"loss": 2.0, "acc": 0.25})
+    loop.write_scalars(writer, 3, {"loss": 1.5})
+    loop.write_scalars(writer, 3, {"loss": 1.25})  # rewritten after resume
+    loop.write_png(writer, 3, "img", tf.io.encode_png(
+        tf.zeros((2, 2, 3), tf.uint8)).numpy())
+    writer.flush()
+    scalars = loop.read_scalars(str(tmp_path / "train"))
+    assert scalars == {"loss": [(1, 2.0), (3, 1.25)], "acc": [(1, 0.25)]}
+    with pytest.raises(errors.DataError, match="does not exist"):
+        loop.read_scalars(str(tmp_path / "nope"))

@@ -128,7 +128,9 @@ class RRDBGenerator(keras.Model):
             1,
             config.tail_kernel_size,
             padding="same",
-            kernel_initializer=he,
+            # With the input skip G learns a residual: a zero last conv makes
+            # it start as the identity, F_sr = F_lr (the bicubic baseline).
+            kernel_initializer="zeros" if config.input_skip else he,
             name="tail_conv2",
         )
 

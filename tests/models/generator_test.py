@@ -56,15 +56,22 @@ class RRDBGeneratorTest(tf.test.TestCase):
             g(x), 0.5 * (y + np.transpose(y, (0, 2, 1, 3))), atol=1e-6
         )
 
-    def test_input_skip(self):
-        # With a zero last tail conv, G(x) = x (x symmetric).
+    def test_input_skip_starts_as_identity(self):
+        # The last tail conv is zero-initialised: G(x) = x at step 0
+        # (x symmetric), and the residual branch is not dead (it has weights
+        # that the first step changes).
         config = dataclasses.replace(TINY, input_skip=True)
         g = RRDBGenerator(config)
         x = _features(d=10, symmetric=True)
-        g(x)
-        for w in g.get_layer("tail_conv2").weights:
-            w.assign(tf.zeros_like(w))
         self.assertAllClose(g(x), x, atol=1e-6)
+        x_var = tf.constant(x)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(g(x_var) - 1.0))
+        grad = tape.gradient(loss, g.get_layer("tail_conv2").kernel)
+        self.assertGreater(float(tf.reduce_max(tf.abs(grad))), 0.0)
+        # Without the skip, G is not the identity at initialisation.
+        g2 = RRDBGenerator(TINY)
+        self.assertGreater(float(np.max(np.abs(g2(x) - x))), 1e-3)
 
     def test_released_layout(self):
         config = dataclasses.replace(

@@ -25,30 +25,39 @@ from fsr_fer_tf import configs
 from fsr_fer_tf import errors
 from fsr_fer_tf.data import flags as data_flags
 
-RUN_DIR = flags.DEFINE_string(
-    "run_dir", "checkpoints/demo",
-    "Run folder: data/, fer/, fsr/ and eval/ go inside."
-)
-FER_PRESET = flags.DEFINE_string(
-    "fer_preset", "demo", "train_fer preset (paper | demo)."
-)
-FSR_PRESET = flags.DEFINE_string(
-    "fsr_preset", "demo", "train_fsr preset (paper | demo)."
-)
-RECIPE = flags.DEFINE_string(
-    "recipe", "paper", "train_fsr recipe (paper | released)."
-)
-FER_EPOCHS = flags.DEFINE_integer(
-    "fer_epochs", None, "Override the stage-1 preset's epochs."
-)
-FSR_STEPS = flags.DEFINE_integer(
-    "fsr_steps", None, "Override the stage-2 preset's GAN steps."
-)
-SCALES = flags.DEFINE_list(
-    "scales", ["1", "2", "3", "4", "5", "6", "7", "8"],
-    "Scales of the final evaluation (1 = HR)."
-)
-data_flags.define_data_flags()
+FLAGS = flags.FLAGS
+_DEFINED = []
+
+
+def define_flags():
+    """Defines this entry point's flags (once; called by `run`)."""
+    if _DEFINED:
+        return
+    _DEFINED.append(True)
+    flags.DEFINE_string(
+        "run_dir", "checkpoints/demo",
+        "Run folder: data/, fer/, fsr/ and eval/ go inside."
+    )
+    flags.DEFINE_string(
+        "fer_preset", "demo", "train_fer preset (paper | demo)."
+    )
+    flags.DEFINE_string(
+        "fsr_preset", "demo", "train_fsr preset (paper | demo)."
+    )
+    flags.DEFINE_string(
+        "recipe", "paper", "train_fsr recipe (paper | released)."
+    )
+    flags.DEFINE_integer(
+        "fer_epochs", None, "Override the stage-1 preset's epochs."
+    )
+    flags.DEFINE_integer(
+        "fsr_steps", None, "Override the stage-2 preset's GAN steps."
+    )
+    flags.DEFINE_list(
+        "scales", ["1", "2", "3", "4", "5", "6", "7", "8"],
+        "Scales of the final evaluation (1 = HR)."
+    )
+    data_flags.define_data_flags()
 
 
 def run_demo(run_dir, data_config, fer_preset="demo", fsr_preset="demo",
@@ -147,23 +156,23 @@ def main(argv):
     from fsr_fer_tf.train import loop
 
     fer_overrides = {}
-    if FER_EPOCHS.value is not None:
-        fer_overrides["epochs"] = FER_EPOCHS.value
+    if FLAGS.fer_epochs is not None:
+        fer_overrides["epochs"] = FLAGS.fer_epochs
     fsr_overrides = {}
-    if FSR_STEPS.value is not None:
-        fsr_overrides["steps"] = FSR_STEPS.value
+    if FLAGS.fsr_steps is not None:
+        fsr_overrides["steps"] = FLAGS.fsr_steps
     try:
-        scales = tuple(int(s) for s in SCALES.value)
+        scales = tuple(int(s) for s in FLAGS.scales)
     except ValueError:
         raise errors.ConfigError(
-            f"--scales must be integers, got {','.join(SCALES.value)}."
+            f"--scales must be integers, got {','.join(FLAGS.scales)}."
         ) from None
     results = run_demo(
-        RUN_DIR.value,
+        FLAGS.run_dir,
         data_flags.data_config_from_flags(flags.FLAGS),
-        FER_PRESET.value,
-        FSR_PRESET.value,
-        RECIPE.value,
+        FLAGS.fer_preset,
+        FLAGS.fsr_preset,
+        FLAGS.recipe,
         fer_overrides,
         fsr_overrides,
         scales,
@@ -180,12 +189,13 @@ def main(argv):
     )
     print()
     evaluate.print_table(results)
-    print(f"\nrun directory: {os.path.abspath(RUN_DIR.value)}  "
-          f"(tensorboard --logdir {RUN_DIR.value}; notebooks/ take it as "
+    print(f"\nrun directory: {os.path.abspath(FLAGS.run_dir)}  "
+          f"(tensorboard --logdir {FLAGS.run_dir}; notebooks/ take it as "
           "RUN_DIR)")
 
 
 def run():
+    define_flags()
     app.run(main, flags_parser=data_flags.parse_flags)
 
 

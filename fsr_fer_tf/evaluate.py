@@ -23,39 +23,46 @@ from fsr_fer_tf import errors
 from fsr_fer_tf.data import flags as data_flags
 
 FLAGS = flags.FLAGS
+_DEFINED = []
 
-FER_MODEL = flags.DEFINE_string(
-    "fer_model", None, "Stage-1 CovPoolFER .keras file (train_fer's "
-    "final.keras)."
-)
-FSR_MODEL = flags.DEFINE_string(
-    "fsr_model", None, "Optional stage-2 generator .keras file (train_fsr's "
-    "generator.keras or generator_best.keras); adds the 'fsr' method."
-)
-SPLIT = flags.DEFINE_string(
-    "split", "test", "Split to evaluate (RAF-DB: the 3068-image test split, "
-    "as the paper)."
-)
-SCALES = flags.DEFINE_list(
-    "scales", ["1", "2", "3", "4", "5", "6", "7", "8"],
-    "Down-sampling factors; 1 is the HR upper bound (the paper: 2..8)."
-)
-NOISE_SIGMAS = flags.DEFINE_list(
-    "noise_sigmas", [], "Optional Gaussian noise std (grey levels) added to "
-    "the native LR face, as FERAtt's robustness study; e.g. 5,10,20."
-)
-OUT_DIR = flags.DEFINE_string(
-    "out_dir", None, "Where the report goes (default: eval/ beside "
-    "--fsr_model, else beside --fer_model)."
-)
-BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.")
-LIMIT = flags.DEFINE_integer(
-    "limit", 0, "Evaluate only the first N images of the split (0: all)."
-)
-EXAMPLES = flags.DEFINE_integer(
-    "examples", 6, "Faces shown in examples.png (one per class first)."
-)
-data_flags.define_data_flags()
+
+def define_flags():
+    """Defines this entry point's flags (once; called by `run`)."""
+    if _DEFINED:
+        return
+    _DEFINED.append(True)
+    flags.DEFINE_string(
+        "fer_model", None, "Stage-1 CovPoolFER .keras file (train_fer's "
+        "final.keras)."
+    )
+    flags.DEFINE_string(
+        "fsr_model", None, "Optional stage-2 generator .keras file (train_fsr's "
+        "generator.keras or generator_best.keras); adds the 'fsr' method."
+    )
+    flags.DEFINE_string(
+        "split", "test", "Split to evaluate (RAF-DB: the 3068-image test split, "
+        "as the paper)."
+    )
+    flags.DEFINE_list(
+        "scales", ["1", "2", "3", "4", "5", "6", "7", "8"],
+        "Down-sampling factors; 1 is the HR upper bound (the paper: 2..8)."
+    )
+    flags.DEFINE_list(
+        "noise_sigmas", [], "Optional Gaussian noise std (grey levels) added to "
+        "the native LR face, as FERAtt's robustness study; e.g. 5,10,20."
+    )
+    flags.DEFINE_string(
+        "out_dir", None, "Where the report goes (default: eval/ beside "
+        "--fsr_model, else beside --fer_model)."
+    )
+    flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.")
+    flags.DEFINE_integer(
+        "limit", 0, "Evaluate only the first N images of the split (0: all)."
+    )
+    flags.DEFINE_integer(
+        "examples", 6, "Faces shown in examples.png (one per class first)."
+    )
+    data_flags.define_data_flags()
 
 
 def _parse_numbers(values, what, kind):
@@ -301,32 +308,33 @@ def main(argv):
             f"unexpected arguments {' '.join(argv[1:])}; flags look like "
             "--name=value."
         )
-    if not FER_MODEL.value:
+    if not FLAGS.fer_model:
         raise errors.ConfigError(
             "--fer_model is required (train_fer's MODEL_DIR/final.keras)."
         )
-    scales = _parse_numbers(SCALES.value, "scales", int)
-    sigmas = _parse_numbers(NOISE_SIGMAS.value, "noise_sigmas", float)
-    anchor = FSR_MODEL.value or FER_MODEL.value
-    out_dir = OUT_DIR.value or os.path.join(os.path.dirname(
+    scales = _parse_numbers(FLAGS.scales, "scales", int)
+    sigmas = _parse_numbers(FLAGS.noise_sigmas, "noise_sigmas", float)
+    anchor = FLAGS.fsr_model or FLAGS.fer_model
+    out_dir = FLAGS.out_dir or os.path.join(os.path.dirname(
         os.path.abspath(anchor)), "eval")
     results = evaluate_run(
-        FER_MODEL.value,
-        FSR_MODEL.value,
+        FLAGS.fer_model,
+        FLAGS.fsr_model,
         data_flags.data_config_from_flags(FLAGS),
-        SPLIT.value,
+        FLAGS.split,
         scales,
         sigmas,
         out_dir,
-        batch_size=BATCH_SIZE.value,
-        limit=LIMIT.value,
-        n_examples=EXAMPLES.value,
+        batch_size=FLAGS.batch_size,
+        limit=FLAGS.limit,
+        n_examples=FLAGS.examples,
     )
     print_table(results)
     print(f"report: {out_dir}")
 
 
 def run():
+    define_flags()
     app.run(main, flags_parser=data_flags.parse_flags)
 
 

@@ -4,9 +4,10 @@
 
 Defaults are the released CovPoolFER recipe (`--preset=paper`, RAF-DB-sized);
 `--preset=demo` trains a small model on the bundled synthetic faces in a few
-minutes on a CPU. Rerunning the same command resumes from the last checkpoint.
-Writes `final.keras`, `best.keras`, checkpoints and TensorBoard logs
-(`train/`, `validation/`) in `--model_dir`.
+minutes on a CPU. Order of precedence: --preset < --config_file <
+--params_override < flags given explicitly. Rerunning the same command resumes
+from the last checkpoint. Writes `final.keras`, `best.keras`, checkpoints and
+TensorBoard logs (`train/`, `validation/`) in `--model_dir`.
 """
 
 from absl import app
@@ -18,30 +19,38 @@ from fsr_fer_tf import flag_utils
 from fsr_fer_tf.data import flags as data_flags
 
 FLAGS = flags.FLAGS
+_TRAIN_FLAGS = []
 
-PRESET = flags.DEFINE_enum(
-    "preset",
-    "paper",
-    sorted(configs.FER_TRAIN_PRESETS),
-    "Model sizes and training defaults: 'paper' (released CovPoolFER: "
-    "256-channel trunk, 128x128 SPD feature, 800 epochs) or 'demo' (small, "
-    "minutes on a CPU). Individual flags override the preset.",
-)
-MODEL_DIR = flags.DEFINE_string(
-    "model_dir",
-    "checkpoints/fer",
-    "Run folder: checkpoints, TensorBoard logs, params.yaml, final.keras and "
-    "best.keras.",
-)
-RESUME = flags.DEFINE_bool(
-    "resume",
-    True,
-    "Continue from the latest checkpoint in --model_dir; with --noresume a "
-    "folder holding a checkpoint is refused instead of overwritten.",
-)
-data_flags.define_data_flags()
-TRAIN_FLAGS = flag_utils.define_config_flags(configs.FER_TRAIN_PRESETS["paper"])
-flag_utils.define_override_flags()
+
+def define_flags():
+    """Defines this entry point's flags (once; called by `run`)."""
+    if _TRAIN_FLAGS:
+        return
+    flags.DEFINE_enum(
+        "preset",
+        "paper",
+        sorted(configs.FER_TRAIN_PRESETS),
+        "Model sizes and training defaults: 'paper' (released CovPoolFER: "
+        "256-channel trunk, 128x128 SPD feature, 800 epochs) or 'demo' "
+        "(small, minutes on a CPU). Individual flags override the preset.",
+    )
+    flags.DEFINE_string(
+        "model_dir",
+        "checkpoints/fer",
+        "Run folder: checkpoints, TensorBoard logs, params.yaml, final.keras "
+        "and best.keras.",
+    )
+    flags.DEFINE_bool(
+        "resume",
+        True,
+        "Continue from the latest checkpoint in --model_dir; with --noresume "
+        "a folder holding a checkpoint is refused instead of overwritten.",
+    )
+    data_flags.define_data_flags()
+    _TRAIN_FLAGS.extend(
+        flag_utils.define_config_flags(configs.FER_TRAIN_PRESETS["paper"])
+    )
+    flag_utils.define_override_flags()
 
 
 @errors.cli_main
@@ -51,17 +60,17 @@ def main(argv):
             f"unexpected arguments {' '.join(argv[1:])}; flags look like "
             "--name=value."
         )
-    from fsr_fer_tf.train import fer_loop  # TensorFlow loads here, not at --help.
+    from fsr_fer_tf.train import fer_loop  # TensorFlow loads here.
 
     model_config = configs.preset(
-        configs.COVPOOL_PRESETS, PRESET.value, "model"
+        configs.COVPOOL_PRESETS, FLAGS.preset, "model"
     )
     cfg = flag_utils.resolve_config(
-        configs.FER_TRAIN_PRESETS[PRESET.value], TRAIN_FLAGS
+        configs.FER_TRAIN_PRESETS[FLAGS.preset], _TRAIN_FLAGS
     )
     data_config = data_flags.data_config_from_flags(FLAGS)
     result = fer_loop.train_fer(
-        model_config, cfg, data_config, MODEL_DIR.value, RESUME.value
+        model_config, cfg, data_config, FLAGS.model_dir, FLAGS.resume
     )
     print(f"final model: {result['final']}")
     print(f"best model:  {result['best']}")
@@ -70,6 +79,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(main, flags_parser=data_flags.parse_flags)
 
 

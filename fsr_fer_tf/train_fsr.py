@@ -22,47 +22,61 @@ from fsr_fer_tf.data import flags as data_flags
 
 FLAGS = flags.FLAGS
 
-FER_MODEL = flags.DEFINE_string(
-    "fer_model",
-    None,
-    "Stage-1 CovPoolFER .keras file (train_fer writes MODEL_DIR/final.keras); "
-    "frozen during stage 2.",
-)
-PRESET = flags.DEFINE_enum(
-    "preset",
-    "paper",
-    sorted(configs.FSR_TRAIN_PRESETS),
-    "Sizes and schedule: 'paper' (6 RRDBs, ESRGAN critic, 400k steps) or "
-    "'demo' (2 RRDBs, minutes on a CPU).",
-)
-RECIPE = flags.DEFINE_enum(
-    "recipe",
-    "paper",
-    sorted(configs.RECIPES),
-    "'paper': the paper's losses and schedule; 'released': the authors' "
-    "TF1 code where it differs (DESIGN.md, Stage 2).",
-)
-MODEL_DIR = flags.DEFINE_string(
-    "model_dir",
-    "checkpoints/fsr",
-    "Run folder: checkpoints, TensorBoard logs, params.yaml and the exported "
-    "models.",
-)
-RESUME = flags.DEFINE_bool(
-    "resume",
-    True,
-    "Continue from the latest checkpoint in --model_dir; with --noresume a "
-    "folder holding a checkpoint is refused instead of overwritten.",
-)
-data_flags.define_data_flags()
-TRAIN_FLAGS = flag_utils.define_config_flags(configs.FSR_TRAIN_PRESETS["paper"])
-G_FLAGS = flag_utils.define_config_flags(
-    configs.GENERATOR_PRESETS["paper"], prefix="g_"
-)
-D_FLAGS = flag_utils.define_config_flags(
-    configs.CRITIC_PRESETS["paper"], prefix="d_"
-)
-flag_utils.define_override_flags()
+_G_FLAGS, _D_FLAGS, _TRAIN_FLAGS = [], [], []
+
+_DEFINED = []
+
+
+def define_flags():
+    """Defines this entry point's flags (once; called by `run`, and by tools
+    that take every stage-2 hyper-parameter, e.g. the re-weighting
+    ablation)."""
+    if _DEFINED:
+        return
+    _DEFINED.append(True)
+    flags.DEFINE_string(
+        "fer_model",
+        None,
+        "Stage-1 CovPoolFER .keras file (train_fer writes "
+        "MODEL_DIR/final.keras); frozen during stage 2.",
+    )
+    flags.DEFINE_enum(
+        "preset",
+        "paper",
+        sorted(configs.FSR_TRAIN_PRESETS),
+        "Sizes and schedule: 'paper' (6 RRDBs, ESRGAN critic, 400k steps) or "
+        "'demo' (2 RRDBs, identity-initialised G, minutes on a CPU).",
+    )
+    flags.DEFINE_enum(
+        "recipe",
+        "paper",
+        sorted(configs.RECIPES),
+        "'paper': the paper's losses and schedule; 'released': the authors' "
+        "TF1 code where it differs (DESIGN.md, Stage 2).",
+    )
+    flags.DEFINE_string(
+        "model_dir",
+        "checkpoints/fsr",
+        "Run folder: checkpoints, TensorBoard logs, params.yaml and the "
+        "exported models.",
+    )
+    flags.DEFINE_bool(
+        "resume",
+        True,
+        "Continue from the latest checkpoint in --model_dir; with --noresume "
+        "a folder holding a checkpoint is refused instead of overwritten.",
+    )
+    data_flags.define_data_flags()
+    _TRAIN_FLAGS.extend(
+        flag_utils.define_config_flags(configs.FSR_TRAIN_PRESETS["paper"])
+    )
+    _G_FLAGS.extend(flag_utils.define_config_flags(
+        configs.GENERATOR_PRESETS["paper"], prefix="g_"
+    ))
+    _D_FLAGS.extend(flag_utils.define_config_flags(
+        configs.CRITIC_PRESETS["paper"], prefix="d_"
+    ))
+    flag_utils.define_override_flags()
 
 
 def resolve_configs(preset, recipe, flag_values=FLAGS):
@@ -76,12 +90,12 @@ def resolve_configs(preset, recipe, flag_values=FLAGS):
         configs.preset(configs.FSR_TRAIN_PRESETS, preset, "training"),
     )
     gen = flag_utils.resolve_config(
-        gen, G_FLAGS, flag_values, prefix="g_", use_overrides=False
+        gen, _G_FLAGS, flag_values, prefix="g_", use_overrides=False
     )
     critic = flag_utils.resolve_config(
-        critic, D_FLAGS, flag_values, prefix="d_", use_overrides=False
+        critic, _D_FLAGS, flag_values, prefix="d_", use_overrides=False
     )
-    cfg = flag_utils.resolve_config(cfg, TRAIN_FLAGS, flag_values)
+    cfg = flag_utils.resolve_config(cfg, _TRAIN_FLAGS, flag_values)
     return gen, critic, cfg
 
 
@@ -94,16 +108,16 @@ def main(argv):
         )
     from fsr_fer_tf.train import fsr_loop  # TensorFlow loads here.
 
-    gen, critic, cfg = resolve_configs(PRESET.value, RECIPE.value)
+    gen, critic, cfg = resolve_configs(FLAGS.preset, FLAGS.recipe)
     data_config = data_flags.data_config_from_flags(FLAGS)
     result = fsr_loop.train_fsr(
-        FER_MODEL.value,
+        FLAGS.fer_model,
         gen,
         critic,
         cfg,
         data_config,
-        MODEL_DIR.value,
-        RESUME.value,
+        FLAGS.model_dir,
+        FLAGS.resume,
     )
     print(f"generator: {result['generator']}")
     print(f"FSR-FER inference model: {result['fsr_fer']}")
@@ -114,6 +128,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(main, flags_parser=data_flags.parse_flags)
 
 

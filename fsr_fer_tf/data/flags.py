@@ -171,13 +171,14 @@ def parse_flags(argv):
         The arguments left after the flags, as `app.run` expects.
     """
     # --help lists the key flags of the program (absl keys them by
-    # sys.argv[0], a console-script wrapper included): make the data flags
-    # key flags of whichever program parses them.
-    for name in DATA_FLAGS:
-        if name in flags.FLAGS:
-            flags.FLAGS.register_key_flag_for_module(
-                sys.argv[0], flags.FLAGS[name]
-            )
+    # sys.argv[0], a console-script wrapper included), and absl files a flag
+    # under the module that called DEFINE: make every flag this package
+    # defined (data flags, config flags from flag_utils, ...) a key flag of
+    # whichever program parses them.
+    for module, defined in flags.FLAGS.flags_by_module_dict().items():
+        if module.startswith("fsr_fer_tf") or "fsr_fer_tf" in module:
+            for flag in defined:
+                flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:

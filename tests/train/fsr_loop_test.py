@@ -1,0 +1,208 @@
+"""Stage-2 training loop: exports, resume, NaN stop, bad input, recipes."""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fsr_fer_tf import configs
+from fsr_fer_tf import errors
+from fsr_fer_tf.models import covpool
+from fsr_fer_tf.train import fsr_loop
+from fsr_fer_tf.train import loop
+
+G = configs.GeneratorConfig(filters=4, growth=4, num_blocks=1, dense_convs=2)
+D = configs.CriticConfig(base_filters=2, dense_units=8)
+CFG = configs.FSRTrainConfig(
+    batch_size=8, steps=5, scales="2,4,8", eval_every=5, log_every=1,
+    checkpoint_every=100, lr_boundaries="3", eval_images=14,
+)
+
+
+def _train(tiny_run, model_dir, cfg=CFG, gen=G):
+    return fsr_loop.train_fsr(
+        tiny_run["fer"]["final"], gen, D, cfg, tiny_run["data_config"],
+        str(model_dir), dataset=tiny_run["dataset"],
+    )
+
+
+def _weights(path):
+    return [w.numpy() for w in keras.models.load_model(path).weights]
+
+
+def test_exports_and_combined_model(tiny_run):
+    fsr = tiny_run["fsr"]
+    for key in ("generator", "critic", "generator_best", "fsr_fer"):
+        assert os.path.isfile(fsr[key]), key
+    assert os.path.isfile(os.path.join(fsr["model_dir"], "best", "info.json"))
+    fer = keras.models.load_model(tiny_run["fer"]["final"])
+    features, spd, head = covpool.covpoolfer_parts(fer)
+    generator = keras.models.load_model(fsr["generator"])
+    combined = keras.models.load_model(fsr["fsr_fer"])
+    images = tiny_run["dataset"].split("test").images[:4].astype("float32")
+    f_sr = generator(spd(features(images))[..., None])[..., 0]
+    expected = head(f_sr)[1]
+    np.testing.assert_allclose(combined(images), expected, atol=1e-5)
+    assert set(fsr["validation"]) == {"bicubic", "fsr"}
+    assert set(fsr["validation"]["fsr"]) == {"x2", "x4", "x8"}
+    scalars = loop.read_scalars(os.path.join(fsr["model_dir"], "validation"))
+    assert {"fsr/mean_accuracy", "bicubic/accuracy_x8"} <= set(scalars)
+    train = loop.read_scalars(os.path.join(fsr["model_dir"], "train"))
+    for tag in ("penalty", "d_real_minus_fake", "w_mean", "g_perceptual",
+                "g_learning_rate", "g_loss_scale"):
+        assert tag in train, tag
+
+
+def test_frozen_covpoolfer_is_not_changed(tiny_run, tmp_path):
+    before = _weights(tiny_run["fer"]["final"])
+    _train(tiny_run, tmp_path / "r", dataclasses.replace(CFG, steps=2))
+    for a, b in zip(before, _weights(tiny_run["fer"]["final"])):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_interrupt_and_resume_equals_straight_run(tiny_run, tmp_path,
+                                                  monkeypatch):
+    straight = _train(tiny_run, tmp_path / "straight")
+    original = loop.ProgressLogger.maybe_log
+
+    def interrupt_at_3(self, step, metrics, force=False):
+        if step == 3:
+            raise KeyboardInterrupt
+        return original(self, step, metrics, force)
+
+    monkeypatch.setattr(loop.ProgressLogger, "maybe_log", interrupt_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_run, tmp_path / "resumed")
+    monkeypatch.setattr(loop.ProgressLogger, "maybe_log", original)
+    resumed = _train(tiny_run, tmp_path / "resumed")
+    assert resumed["steps"] == straight["steps"] == 5
+    for name in ("generator", "critic"):
+        for a, b in zip(_weights(straight[name]), _weights(resumed[name])):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    ckpt_a = tf.train.latest_checkpoint(straight["model_dir"])
+    ckpt_b = tf.train.latest_checkpoint(resumed["model_dir"])
+    names = [n for n, _ in tf.train.list_variables(ckpt_a)
+             if ("optimizer" in n or "epsilon_seed" in n)
+             and "VARIABLE_VALUE" in n]
+    assert any("epsilon_seed" in n for n in names) and len(names) > 10
+    for n in names:
+        np.testing.assert_allclose(
+            tf.train.load_variable(ckpt_a, n),
+            tf.train.load_variable(ckpt_b, n), rtol=1e-5, atol=1e-6,
+            err_msg=n,
+        )
+
+
+def test_nan_stops_with_step_and_term_after_saving_last_good_state(
+    tiny_run, tmp_path, monkeypatch
+):
+    # The perceptual term is multiplied by a variable the test sets to NaN
+    # after step 2, so step 3's loss and gradients are NaN. (A NaN input
+    # pixel would not do: under tf.function TF's fused conv+ReLU on CPU maps
+    # NaN to 0, so the frozen CovPoolFER would give finite features.)
+    from fsr_fer_tf.train import steps as steps_lib
+
+    poison = tf.Variable(1.0)
+    perceptual = steps_lib.losses.perceptual_loss
+    monkeypatch.setattr(steps_lib.losses, "perceptual_loss",
+                        lambda sr, hr: perceptual(sr, hr) * poison)
+    original = loop.ProgressLogger.maybe_log
+
+    def poison_after_2(self, step, metrics, force=False):
+        if step == 2:
+            poison.assign(float("nan"))
+        return original(self, step, metrics, force)
+
+    monkeypatch.setattr(loop.ProgressLogger, "maybe_log", poison_after_2)
+    model_dir = tmp_path / "nan"
+    with pytest.raises(loop.NonFiniteLossError,
+                       match=r"'(g_loss|g_perceptual)' became nan at step 3"):
+        _train(tiny_run, model_dir)
+    latest = tf.train.latest_checkpoint(str(model_dir))
+    assert os.path.basename(latest) == "ckpt-2"
+    # Every variable (G, D, Adam moments: each saved once, some under the
+    # optimizer's path) is finite: the NaN step wrote nothing.
+    values = {n: tf.train.load_variable(latest, n)
+              for n, _ in tf.train.list_variables(latest)
+              if "VARIABLE_VALUE" in n and "params" not in n}
+    floats = {n: v for n, v in values.items()
+              if np.asarray(v).dtype.kind == "f"}
+    assert len(floats) > 20
+    # `best` starts at -inf: no validation has run yet at step 2.
+    assert floats.pop("best/.ATTRIBUTES/VARIABLE_VALUE") == -np.inf
+    bad = [n for n, v in floats.items() if not np.all(np.isfinite(v))]
+    assert not bad
+
+
+def test_bad_fer_model_errors(tiny_run, tmp_path):
+    with pytest.raises(errors.ConfigError, match="--fer_model is required"):
+        fsr_loop.load_fer_model(None)
+    with pytest.raises(errors.ConfigError, match="does not exist.*train_fer"):
+        fsr_loop.load_fer_model(str(tmp_path / "missing.keras"))
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"not a zip file")
+    with pytest.raises(errors.ConfigError, match="not a loadable .keras"):
+        fsr_loop.load_fer_model(str(junk))
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(errors.ConfigError, match="not a CovPoolFER model"):
+        fsr_loop.load_fer_model(str(tmp_path / "other.keras"))
+
+
+def test_generator_for_another_feature_size_is_refused(tiny_run, tmp_path):
+    # A stage-2 checkpoint for d=8 features cannot resume on d=6 features:
+    # the architecture check names the feature size.
+    model_dir = tmp_path / "r"
+    _train(tiny_run, model_dir, dataclasses.replace(CFG, steps=1))
+    small = covpool.build_covpoolfer(configs.CovPoolFERConfig(
+        conv_filters=(4, 4, 6, 6, 8, 8), bimap_dim=6, fc_units=(16, 8)))
+    small.save(tmp_path / "small.keras")
+    with pytest.raises(errors.ConfigError, match="feature_size: 8 -> 6"):
+        fsr_loop.train_fsr(
+            str(tmp_path / "small.keras"), G, D, CFG,
+            tiny_run["data_config"], str(model_dir),
+            dataset=tiny_run["dataset"],
+        )
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("p", 0.0, "--p must be > 0"),
+        ("sigma", 1.0, "--sigma must be > 1"),
+        ("r", -1.0, "--r must be > 0"),
+        ("scales", "", "--scales is empty"),
+        ("scales", "0,2", "--scales must be >= 1"),
+        ("scales", "2,x", "comma-separated integers"),
+        ("n_critic", 0, "--n_critic"),
+        ("l2_reduction", "max", "--l2_reduction"),
+        ("lr_boundaries", "50,20", "increasing"),
+    ],
+)
+def test_out_of_range_settings(field, value, match):
+    with pytest.raises(errors.ConfigError, match=match):
+        fsr_loop.validate_config(dataclasses.replace(CFG, **{field: value}))
+
+
+def test_released_recipe_overlay_and_explicit_flags():
+    from absl import flags
+
+    from fsr_fer_tf import train_fsr
+
+    train_fsr.define_flags()
+    values = flags.FLAGS
+    try:
+        values(["prog", "--r=3", "--g_filters=12"])
+        gen, critic, cfg = train_fsr.resolve_configs("demo", "released")
+    finally:
+        values.unparse_flags()
+    assert cfg.r == 3.0  # explicit flag beats the recipe's r = 2
+    assert (cfg.perceptual_weight, cfg.l2_weight, cfg.critic_weighting) == (
+        10.0, 0.01, True)
+    assert cfg.pretrain_steps == 40_000 and cfg.learning_rate == 2e-5
+    assert gen.filters == 12 and gen.use_batch_norm and gen.tail_kernel_size == 8
+    assert (critic.base_filters, critic.use_bias) == (8, False)
+    assert cfg.steps == configs.FSR_TRAIN_PRESETS["demo"].steps

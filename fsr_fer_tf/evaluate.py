@@ -141,8 +141,10 @@ def examples_figure(split, collected, scales, indices):
     )
 
 
-def write_report(out_dir, results, split, collected, scales, n_examples):
-    """Writes results.json, the tables and every figure; returns paths."""
+def write_report(out_dir, results, split, collected, scales, n_examples,
+                 figures=True):
+    """Writes results.json, the tables and (unless `figures` is off) every
+    figure; returns {file name: path}."""
     from fsr_fer_tf import plots
     from fsr_fer_tf import report
 
@@ -157,6 +159,8 @@ def write_report(out_dir, results, split, collected, scales, n_examples):
     write("results.json", json.dumps(results, indent=2))
     write("table1.md", report.table1_markdown(results))
     write("table1.csv", report.table1_csv(results))
+    if not figures:
+        return paths
     write("accuracy_vs_scale.png",
           plots.figure_to_png(report.accuracy_vs_scale_figure(results)), True)
     for scale in scales:
@@ -172,7 +176,7 @@ def write_report(out_dir, results, split, collected, scales, n_examples):
 
 def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
                  scales, noise_sigmas, out_dir, batch_size=64, limit=0,
-                 n_examples=6, dataset=None):
+                 n_examples=6, dataset=None, figures=True):
     """Evaluates and writes the report; returns the results dict.
 
     Args:
@@ -187,6 +191,8 @@ def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
         limit: first N images only (0: all).
         n_examples: faces in examples.png (0: no figure).
         dataset: an already loaded `sources.Dataset`.
+        figures: write the PNG figures (results.json and the tables are
+            always written).
     """
     from fsr_fer_tf import eval_lib
     from fsr_fer_tf import labels as labels_lib
@@ -269,7 +275,7 @@ def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
     if limit:
         split = split.subset(range(n_images))
     paths = write_report(out_dir, results, split, collected, scales,
-                         n_examples)
+                         n_examples, figures)
     logging.info("Wrote %s", ", ".join(sorted(paths)))
     return results
 

@@ -107,17 +107,24 @@ class Dataset:
     def class_names(self):
         return labels_lib.CLASS_NAMES
 
+    @property
+    def where(self):
+        """"rafdb data at /path" or "synthetic data (in memory)"."""
+        if self.root is None:
+            return f"{self.name} data (in memory)"
+        return f"{self.name} data at {self.root}"
+
     def split(self, name):
         """Returns the split `name`, or raises a DataError naming those there are."""
         if name not in self.splits:
             raise errors.DataError(
-                f"{self.name} data at {self.root} has no '{name}' split "
+                f"{self.where} has no '{name}' split "
                 f"(it has: {', '.join(sorted(self.splits)) or 'none'}); "
                 "pick one of those or add the missing split to the data."
             )
         if len(self.splits[name]) == 0:
             raise errors.DataError(
-                f"the '{name}' split of {self.name} data at {self.root} is "
+                f"the '{name}' split of {self.where} is "
                 "empty; add images to it or choose another split."
             )
         return self.splits[name]

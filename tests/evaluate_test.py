@@ -1,0 +1,182 @@
+"""fsr_fer_tf.evaluate: files, schema, correct accuracies, bad input."""
+
+import json
+import logging
+import os
+import struct
+
+import keras
+import numpy as np
+import pytest
+
+from fsr_fer_tf import configs
+from fsr_fer_tf import errors
+from fsr_fer_tf import eval_lib
+from fsr_fer_tf import evaluate
+from fsr_fer_tf import paper
+from fsr_fer_tf import report
+from fsr_fer_tf.models import covpool
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == PNG_MAGIC, path
+    return struct.unpack(">II", head[16:24])
+
+
+def test_writes_every_file_with_the_schema(tiny_run):
+    out = os.path.join(tiny_run["run_dir"], "eval")
+    expected = ["results.json", "table1.md", "table1.csv",
+                "accuracy_vs_scale.png", "examples.png"]
+    expected += [f"confusion_x{s}.png" for s in (1, 2, 4, 8)]
+    for name in expected:
+        assert os.path.isfile(os.path.join(out, name)), name
+    for name in expected:
+        if name.endswith(".png"):
+            width, height = _png_size(os.path.join(out, name))
+            assert width >= 300 and height >= 200, name
+            assert os.path.getsize(os.path.join(out, name)) > 10_000, name
+    results = json.load(open(os.path.join(out, "results.json")))
+    assert set(results) >= {"dataset", "methods", "config", "paper_table1",
+                            "noise"}
+    assert results["dataset"]["split"] == "test"
+    assert results["dataset"]["n_images"] == 21
+    assert results["dataset"]["class_names"][0] == "surprise"
+    assert set(results["methods"]) == {"hr", "bicubic", "fsr"}
+    assert set(results["methods"]["hr"]) == {"x1"}
+    assert set(results["methods"]["fsr"]) == {"x1", "x2", "x4", "x8"}
+    for method in ("bicubic", "fsr"):
+        for r in results["methods"][method].values():
+            assert 0.0 <= r["accuracy"] <= 1.0
+            assert np.array(r["confusion"]).shape == (7, 7)
+            assert np.sum(r["confusion"]) == 21
+            assert set(r["per_class"]) == set(results["dataset"]["class_names"])
+    assert set(results["noise"]) == {"sigma=10"}
+    assert set(results["noise"]["sigma=10"]) == {"bicubic", "fsr"}
+    rows = results["paper_table1"]["rows"]
+    assert rows["FSR-FER"]["x8"] == paper.TABLE1["FSR-FER"][-1]
+    assert "not reproduced here" in results["paper_table1"]["source"]
+
+
+def test_bicubic_at_x1_is_the_hr_method(tiny_run):
+    methods = tiny_run["results"]["methods"]
+    assert methods["bicubic"]["x1"] == methods["hr"]["x1"]
+
+
+def test_table1_marks_paper_rows_and_bolds_best(tiny_run):
+    md = report.table1_markdown(tiny_run["results"])
+    assert "| FSR-FER *(paper)* |" in md
+    assert "| FSR-FER (ours) |" in md
+    assert "**86.832**" in md  # Meta-SR's x2: the paper's best at x2
+    csv = report.table1_csv(tiny_run["results"]).splitlines()
+    assert csv[0] == "method,source,x1,x2,x4,x8,mean_x2_x8"
+    assert any(line.startswith("FSR-FER,paper,,83.214,") for line in csv)
+
+
+def test_accuracy_computed_by_hand():
+    # 4 images, 2 scales; logits chosen so x2 gets 3/4 right, x4 1/4.
+    labels = np.array([0, 1, 2, 3])
+    right = np.eye(7)[labels] * 5.0
+    wrong = np.eye(7)[(labels + 1) % 7] * 5.0
+    collected = {"fsr": {
+        "x2": {"labels": labels, "logits": np.concatenate([right[:3],
+                                                           wrong[3:]])},
+        "x4": {"labels": labels, "logits": np.concatenate([right[:1],
+                                                           wrong[1:]])},
+    }}
+    s = eval_lib.summarize(collected)["fsr"]
+    assert s["x2"]["accuracy"] == 0.75 and s["x4"]["accuracy"] == 0.25
+    assert s["x2"]["per_class"]["happiness"] == 0.0  # label 3 was wrong
+    assert s["x2"]["per_class"]["surprise"] == 1.0
+    assert s["x4"]["confusion"][1][2] == 1
+
+
+def test_fsr_logits_are_head_of_generator_of_lr_features(tiny_run):
+    fer = keras.models.load_model(tiny_run["fer"]["final"])
+    generator = keras.models.load_model(tiny_run["fsr"]["generator"])
+    features, spd, head = covpool.covpoolfer_parts(fer)
+    predict = eval_lib.make_predict(fer, generator)
+    images = tiny_run["dataset"].split("test").images[:5].astype("float32")
+    batch = {"hr": images, "lr": images[::-1].copy()}
+    out = predict(batch)
+    f_lr = spd(features(batch["lr"]))
+    np.testing.assert_allclose(out["bicubic"], head(f_lr)[1], atol=1e-5)
+    np.testing.assert_allclose(
+        out["fsr"], head(generator(f_lr[..., None])[..., 0])[1], atol=1e-5)
+    np.testing.assert_allclose(out["hr"], fer(images), atol=1e-5)
+
+
+def test_noise_is_deterministic_and_changes_the_input(tiny_run):
+    fer = keras.models.load_model(tiny_run["fer"]["final"])
+    seen = []
+    predict = eval_lib.make_predict(fer)
+
+    def spy(batch):
+        seen.append(batch["lr_noisy"].numpy())
+        return predict(batch)
+
+    split = tiny_run["dataset"].split("test").subset(range(4))
+    for _ in range(2):
+        eval_lib.collect(split, (4,), 4, eval_lib.noisy_predict(spy, 20.0, 100),
+                         lr_native=True)
+    np.testing.assert_array_equal(seen[0], seen[1])
+    clean = eval_lib.collect(split, (4,), 4, lambda b: {"x": b["lr"]})
+    assert np.abs(seen[0] - clean["x"]["x4"]["logits"]).mean() > 5.0
+
+
+def test_example_indices_one_per_class_first():
+    labels = np.array([3, 3, 0, 1, 0, 2])
+    assert evaluate.example_indices(labels, 5) == [2, 3, 5, 0, 1]
+
+
+def test_model_with_other_classes_is_refused(tiny_run, tmp_path):
+    cfg = configs.CovPoolFERConfig(conv_filters=(4, 4, 6, 6, 8, 8),
+                                   bimap_dim=8, fc_units=(16, 8),
+                                   num_classes=5)
+    path = str(tmp_path / "five.keras")
+    covpool.build_covpoolfer(cfg).save(path)
+    with pytest.raises(errors.ConfigError, match="predicts 5 classes but the "
+                       "data has 7"):
+        evaluate.evaluate_run(path, None, tiny_run["data_config"], "test",
+                              (1,), (), str(tmp_path / "out"),
+                              dataset=tiny_run["dataset"])
+
+
+def test_empty_or_missing_split_and_unwritable_out_dir(tiny_run, tmp_path):
+    fer = tiny_run["fer"]["final"]
+    with pytest.raises(errors.DataError, match="has no 'val' split"):
+        evaluate.evaluate_run(fer, None, tiny_run["data_config"], "val",
+                              (1,), (), str(tmp_path / "o"),
+                              dataset=tiny_run["dataset"])
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(errors.ConfigError, match="cannot create --out_dir"):
+        evaluate.evaluate_run(fer, None, tiny_run["data_config"], "test",
+                              (1,), (), str(blocker / "sub"),
+                              dataset=tiny_run["dataset"])
+
+
+def test_untrained_scale_warns_and_still_evaluates(tiny_run, tmp_path,
+                                                  caplog):
+    caplog.set_level(logging.WARNING)
+    results = evaluate.evaluate_run(
+        tiny_run["fer"]["final"], tiny_run["fsr"]["generator"],
+        tiny_run["data_config"], "test", (3,), (), str(tmp_path / "o"),
+        dataset=tiny_run["dataset"], limit=7, figures=False,
+    )
+    assert "trained for scales 2,4,8, not 3" in caplog.text
+    assert set(results["methods"]["fsr"]) == {"x3"}
+    assert results["dataset"]["n_images"] == 7
+    assert sorted(os.listdir(tmp_path / "o")) == ["results.json", "table1.csv",
+                                                  "table1.md"]
+
+
+def test_generator_for_other_features_is_refused(tiny_run, tmp_path):
+    with pytest.raises(errors.ConfigError, match="trained on 8x8 features but "
+                       "--fer_model gives 6x6"):
+        eval_lib.load_generator(tiny_run["fsr"]["generator"], 6)
+    with pytest.raises(errors.ConfigError, match="holds no RRDB generator"):
+        eval_lib.load_generator(tiny_run["fer"]["final"], 8)

@@ -1,7 +1,15 @@
 """fsr_fer_tf: feature super-resolution for facial expression recognition.
 
-A TensorFlow 2 / Keras 3 reproduction of FSR-FER (Jing et al., 2020). Importing
-the package is cheap; TensorFlow is imported by the sub-modules that need it.
+A TensorFlow 2 / Keras 3 reproduction of FSR-FER (Jing et al., 2020).
+Importing the package registers its Keras layers and models, so the `.keras`
+files the training scripts export load with only this import:
+
+    import keras
+    import fsr_fer_tf  # noqa: F401  (registers the custom layers)
+    model = keras.models.load_model("checkpoints/demo/fsr/fsr_fer.keras")
 """
 
 __version__ = "0.1.0"
+
+from fsr_fer_tf import layers  # noqa: E402,F401  (registration)
+from fsr_fer_tf import models  # noqa: E402,F401  (registration)

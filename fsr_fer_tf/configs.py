@@ -5,6 +5,7 @@ configs (or plain arguments), never absl FLAGS.
 """
 
 import dataclasses
+import os
 
 from fsr_fer_tf import errors
 
@@ -386,3 +387,20 @@ def parse_schedule(text, what="--learning_rate_schedule"):
     if any(v <= 0 for _, v in pairs):
         raise errors.ConfigError(f"{what} values must be > 0, got '{text}'.")
     return tuple(pairs)
+
+
+def data_config_from_params(data):
+    """The DataConfig a run recorded (the "data" mapping of params.yaml).
+
+    A synthetic set's folder only caches it: if the run was moved and the
+    folder is gone, the set is rendered in memory instead (same seed, same
+    faces).
+    """
+    config = replace(DataConfig(), **data)
+    if (
+        config.data_format == "synthetic"
+        and config.data_dir
+        and not os.path.isdir(config.data_dir)
+    ):
+        config = dataclasses.replace(config, data_dir=None)
+    return config

@@ -88,7 +88,7 @@ def run_demo(run_dir, data_config, fer_preset="demo", fsr_preset="demo",
     start = time.perf_counter()
     if data_config.data_format == "synthetic" and not data_config.data_dir:
         data_config = dataclasses.replace(
-            data_config, data_dir=os.path.join(run_dir, "data")
+            data_config, data_dir=os.path.abspath(os.path.join(run_dir, "data"))
         )
     dataset = loader.load_dataset(data_config)
     timing["data_s"] = time.perf_counter() - start

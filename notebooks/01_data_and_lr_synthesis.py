@@ -25,7 +25,6 @@ SCALE_FACE_CLASS = "anger"  # class of the face shown at x1..x8
 DIFF_SCALE = 3  # scale of the MATLAB vs tf.image.resize difference image
 
 # %%
-import dataclasses
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -52,31 +51,14 @@ def show(fig):
 
 
 def run_data_config(run_dir):
-    """The DataConfig of the run's stage 1 (fer/params.yaml "data").
-
-    A relative data_dir was relative to where the run was launched: this
-    folder or the repository root. A synthetic set whose cache folder is
-    not found here is rendered in memory instead (it only caches).
-    """
+    """The DataConfig of the run's stage 1 (fer/params.yaml "data")."""
     params_path = os.path.join(run_dir, "fer", "params.yaml")
     if not os.path.isfile(params_path):
         raise FileNotFoundError(
             f"{params_path} is missing: run `fsr-fer-demo` from the "
             "repository root first, or set FSR_FER_RUN_DIR to a run folder."
         )
-    data = loop.read_yaml(params_path)["data"]
-    known = {f.name for f in dataclasses.fields(configs.DataConfig)}
-    config = configs.DataConfig(**{k: v for k, v in data.items() if k in known})
-    path = config.data_dir
-    if path and not os.path.isabs(path):
-        found = [p for p in (path, os.path.join("..", path))
-                 if os.path.exists(p)]
-        if found:
-            path = found[0]
-        elif config.data_format == "synthetic":
-            path = os.path.join(run_dir, "data")
-            path = path if os.path.isdir(path) else None
-    return dataclasses.replace(config, data_dir=path)
+    return configs.data_config_from_params(loop.read_yaml(params_path)["data"])
 
 
 data_config = run_data_config(RUN_DIR)

@@ -29,7 +29,6 @@ TOP_K = 6  # faces shown for most improved and for most harmed
 BATCH_SIZE = 32
 
 # %%
-import dataclasses
 import json
 
 import matplotlib.pyplot as plt
@@ -157,26 +156,6 @@ def existing(path, fallback):
     return path if path and os.path.isfile(path) else fallback
 
 
-def data_config_of(saved, run_dir):
-    """The evaluation's DataConfig, with a relative data_dir resolved from
-    here or the repository root; a synthetic set whose cache folder is not
-    found is rendered in memory (it only caches)."""
-    known = {f.name for f in dataclasses.fields(configs.DataConfig)}
-    config = configs.DataConfig(
-        **{k: v for k, v in saved.items() if k in known}
-    )
-    path = config.data_dir
-    if path and not os.path.isabs(path):
-        found = [p for p in (path, os.path.join("..", path))
-                 if os.path.exists(p)]
-        if found:
-            path = found[0]
-        elif config.data_format == "synthetic":
-            path = os.path.join(run_dir, "data")
-            path = path if os.path.isdir(path) else None
-    return dataclasses.replace(config, data_dir=path)
-
-
 cfg = results["config"]
 fer_path = existing(cfg["fer_model"],
                     os.path.join(RUN_DIR, "fer", "final.keras"))
@@ -193,7 +172,7 @@ generator = eval_lib.load_generator(fsr_path,
 features, spd, head = covpool.covpoolfer_parts(fer_model)
 print(f"CovPoolFER: {fer_path}\ngenerator: {fsr_path}")
 
-data_config = data_config_of(cfg["data"], RUN_DIR)
+data_config = configs.data_config_from_params(cfg["data"])
 dataset = loader.load_dataset(data_config)
 split = dataset.split(data["split"])
 if cfg.get("limit"):

@@ -79,3 +79,17 @@ def test_prefixed_flags_resolve_without_prefix():
     )
     assert (out.filters, out.use_batch_norm) == (8, True)
     assert out.num_blocks == configs.GENERATOR_PRESETS["demo"].num_blocks
+
+
+def test_data_config_from_params_round_trip_and_moved_synthetic_cache(
+    tmp_path,
+):
+    import dataclasses
+
+    cfg = configs.DataConfig(data_format="folder", data_dir=str(tmp_path))
+    assert configs.data_config_from_params(dataclasses.asdict(cfg)) == cfg
+    gone = configs.DataConfig(data_dir=str(tmp_path / "moved"))
+    assert configs.data_config_from_params(
+        dataclasses.asdict(gone)).data_dir is None
+    with pytest.raises(errors.ConfigError, match="unknown DataConfig"):
+        configs.data_config_from_params({"nonsense": 1})

@@ -107,7 +107,9 @@ def data_config_from_flags(flags_values, **overrides):
     config = configs.DataConfig(**values)
     validate_data_config(config)
     if config.data_dir:
-        config.data_dir = os.path.expanduser(config.data_dir)
+        # Absolute, so a run's params.yaml points at the data from anywhere
+        # (notebooks open it from notebooks/).
+        config.data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
     return config
 
 

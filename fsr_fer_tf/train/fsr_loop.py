@@ -372,8 +372,10 @@ def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
                     raise
                 if progress.maybe_log(step_now, metrics):
                     metrics["images_per_second"] = progress.images_per_second
+                    # GAN scalars at the GAN step, like the validation ones;
+                    # pre-training scalars ("pre/...") at their own step.
                     loop.write_scalars(
-                        train_writer, consumed, metrics, prefix=prefix
+                        train_writer, step_now, metrics, prefix=prefix
                     )
                 if consumed % cfg.checkpoint_every == 0:
                     save(consumed)

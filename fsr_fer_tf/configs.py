@@ -345,6 +345,23 @@ def replace(config, **overrides):
     return dataclasses.replace(config, **overrides)
 
 
+def as_config(cls, config):
+    """A `cls` instance from an instance, its dict (get_config) or None.
+
+    Unknown dict keys are a ConfigError naming them.
+    """
+    if config is None:
+        return cls()
+    if isinstance(config, cls):
+        return config
+    if isinstance(config, dict):
+        return replace(cls(), **config)
+    raise errors.ConfigError(
+        f"config must be a {cls.__name__} or a dict, got "
+        f"{type(config).__name__}."
+    )
+
+
 def preset(presets, name, what):
     """Returns presets[name] or a ConfigError listing the names there are."""
     if name not in presets:

@@ -147,11 +147,7 @@ def run_demo(run_dir, data_config, fer_preset="demo", fsr_preset="demo",
 
 @errors.cli_main
 def main(argv):
-    if len(argv) > 1:
-        raise errors.ConfigError(
-            f"unexpected arguments {' '.join(argv[1:])}; flags look like "
-            "--name=value."
-        )
+    del argv  # cli_main refuses positional arguments
     from fsr_fer_tf import evaluate
     from fsr_fer_tf.train import loop
 

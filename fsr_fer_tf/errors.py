@@ -34,11 +34,17 @@ def require(condition, message, error=ConfigError):
 
 def cli_main(main):
     """Wraps an absl `main(argv)` so that a `UserError` ends the program with
-    one line on stderr (exit status 2) rather than a traceback."""
+    one line on stderr (exit status 2) rather than a traceback. Positional
+    arguments (none of the entry points takes any) are such an error."""
 
     @functools.wraps(main)
     def wrapper(argv):
         try:
+            if len(argv) > 1:
+                raise ConfigError(
+                    f"unexpected arguments {' '.join(argv[1:])}; flags look "
+                    "like --name=value."
+                )
             return main(argv)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)

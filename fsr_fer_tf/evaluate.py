@@ -309,11 +309,7 @@ def print_table(results, file=sys.stdout):
 
 @errors.cli_main
 def main(argv):
-    if len(argv) > 1:
-        raise errors.ConfigError(
-            f"unexpected arguments {' '.join(argv[1:])}; flags look like "
-            "--name=value."
-        )
+    del argv  # cli_main refuses positional arguments
     if not FLAGS.fer_model:
         raise errors.ConfigError(
             "--fer_model is required (train_fer's MODEL_DIR/final.keras)."

@@ -55,11 +55,7 @@ def define_flags():
 
 @errors.cli_main
 def main(argv):
-    if len(argv) > 1:
-        raise errors.ConfigError(
-            f"unexpected arguments {' '.join(argv[1:])}; flags look like "
-            "--name=value."
-        )
+    del argv  # cli_main refuses positional arguments
     from fsr_fer_tf.train import fer_loop  # TensorFlow loads here.
 
     model_config = configs.preset(

@@ -101,11 +101,7 @@ def resolve_configs(preset, recipe, flag_values=FLAGS):
 
 @errors.cli_main
 def main(argv):
-    if len(argv) > 1:
-        raise errors.ConfigError(
-            f"unexpected arguments {' '.join(argv[1:])}; flags look like "
-            "--name=value."
-        )
+    del argv  # cli_main refuses positional arguments
     from fsr_fer_tf.train import fsr_loop  # TensorFlow loads here.
 
     gen, critic, cfg = resolve_configs(FLAGS.preset, FLAGS.recipe)

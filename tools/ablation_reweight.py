@@ -457,11 +457,7 @@ def main(argv):
     from fsr_fer_tf.data import flags as data_flags
 
     FLAGS = flags.FLAGS
-    if len(argv) > 1:
-        raise errors.ConfigError(
-            f"unexpected arguments {' '.join(argv[1:])}; flags look like "
-            "--name=value."
-        )
+    del argv  # errors.cli_main refuses positional arguments
     errors.require(
         bool(FLAGS.fer_model),
         "--fer_model is required (train_fer's MODEL_DIR/final.keras, e.g. "

@@ -88,8 +88,7 @@ def time_variant(split, scales, kwargs, epoch):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise errors.ConfigError(f"unexpected arguments {argv[1:]}.")
+    del argv  # errors.cli_main refuses positional arguments
     try:
         scales = tuple(int(s) for s in SCALES.value)
     except ValueError:

@@ -4,32 +4,13 @@ import dataclasses
 
 import keras
 
+from fsr_fer_tf import configs
+
 from fsr_fer_tf.configs import CriticConfig
-from fsr_fer_tf.errors import ConfigError
 from fsr_fer_tf.errors import require
 
 _LEAK = 0.2
 _MAX_WIDTH_FACTOR = 8  # ESRGAN / released code: widths stop at 8x base.
-
-
-def _as_critic_config(config):
-    """Accepts a CriticConfig, its dict (from get_config) or None."""
-    if config is None:
-        return CriticConfig()
-    if isinstance(config, CriticConfig):
-        return config
-    if isinstance(config, dict):
-        names = {f.name for f in dataclasses.fields(CriticConfig)}
-        unknown = sorted(set(config) - names)
-        if unknown:
-            raise ConfigError(
-                f"unknown CriticConfig fields {unknown}; known: "
-                f"{sorted(names)}"
-            )
-        return CriticConfig(**config)
-    raise ConfigError(
-        f"config must be a CriticConfig or a dict, got {type(config)}"
-    )
 
 
 def critic_widths(input_size, config):
@@ -99,7 +80,7 @@ class VGGCritic(keras.Model):
     def __init__(
         self, config=None, input_size=128, name="vgg_critic", **kwargs
     ):
-        config = _as_critic_config(config)
+        config = configs.as_config(CriticConfig, config)
         require(
             config.base_filters >= 1 and config.dense_units >= 1,
             f"CriticConfig needs positive widths, got {config}",
@@ -150,5 +131,5 @@ class VGGCritic(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        config["config"] = _as_critic_config(config.get("config"))
+        config["config"] = configs.as_config(CriticConfig, config.get("config"))
         return cls(**config)

@@ -4,31 +4,13 @@ import dataclasses
 
 import keras
 
+from fsr_fer_tf import configs
+
 from fsr_fer_tf.configs import GeneratorConfig
 from fsr_fer_tf.errors import ConfigError
 from fsr_fer_tf.layers.rrdb import RRDB
 
 _LEAK = 0.2
-
-
-def _as_generator_config(config):
-    """Accepts a GeneratorConfig, its dict (from get_config) or None."""
-    if config is None:
-        return GeneratorConfig()
-    if isinstance(config, GeneratorConfig):
-        return config
-    if isinstance(config, dict):
-        names = {f.name for f in dataclasses.fields(GeneratorConfig)}
-        unknown = sorted(set(config) - names)
-        if unknown:
-            raise ConfigError(
-                f"unknown GeneratorConfig fields {unknown}; known: "
-                f"{sorted(names)}"
-            )
-        return GeneratorConfig(**config)
-    raise ConfigError(
-        f"config must be a GeneratorConfig or a dict, got {type(config)}"
-    )
 
 
 @keras.saving.register_keras_serializable(package="fsr_fer")
@@ -89,7 +71,7 @@ class RRDBGenerator(keras.Model):
     """
 
     def __init__(self, config=None, name="rrdb_generator", **kwargs):
-        config = _as_generator_config(config)
+        config = configs.as_config(GeneratorConfig, config)
         if config.tail_kernel_size < 1 or config.num_blocks < 0:
             raise ConfigError(
                 "GeneratorConfig needs tail_kernel_size >= 1 and "
@@ -172,5 +154,5 @@ class RRDBGenerator(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        config["config"] = _as_generator_config(config.get("config"))
+        config["config"] = configs.as_config(GeneratorConfig, config.get("config"))
         return cls(**config)

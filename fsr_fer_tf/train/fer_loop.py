@@ -244,7 +244,9 @@ def train_fer(model_config, cfg, data_config, model_dir, resume=True,
             logging.info("New best model -> %s", best_path)
 
     current = start
-    try:
+    with loop.checkpoint_on_interrupt(
+        lambda: manager.save(checkpoint_number=current)
+    ):
         while current < total_steps:
             epoch, offset = divmod(current, steps_per_epoch)
             ds = pipeline.make_dataset(
@@ -283,14 +285,6 @@ def train_fer(model_config, cfg, data_config, model_dir, resume=True,
                 ):
                     validate_now(current)
                     manager.save(checkpoint_number=current)
-    except KeyboardInterrupt:
-        manager.save(checkpoint_number=current)
-        logging.warning(
-            "Interrupted at step %d; checkpoint saved. Run the same command "
-            "again to resume.",
-            current,
-        )
-        raise
     loop.export_keras(model, final_path)
     if not os.path.exists(best_path):
         loop.export_keras(model, best_path)

@@ -279,7 +279,7 @@ def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
 
     def save(current_batches):
         batches.assign(current_batches)
-        manager.save(checkpoint_number=current_batches)
+        return manager.save(checkpoint_number=current_batches)
 
     def validate_now(gan_step):
         nonlocal validation
@@ -335,7 +335,7 @@ def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
         cfg.steps, cfg.log_every, cfg.batch_size, gan_done
     )
     consumed = pre_done + gan_done
-    try:
+    with loop.checkpoint_on_interrupt(lambda: save(consumed)):
         while pre_done < cfg.pretrain_steps or gan_done < cfg.steps:
             epoch, offset = divmod(consumed, batches_per_epoch)
             ds = pipeline.make_dataset(
@@ -386,14 +386,6 @@ def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
                     save(consumed)
                 if pre_done >= cfg.pretrain_steps and gan_done >= cfg.steps:
                     break
-    except KeyboardInterrupt:
-        save(consumed)
-        logging.warning(
-            "Interrupted after %d batches; checkpoint saved. Run the same "
-            "command again to resume.",
-            consumed,
-        )
-        raise
     save(consumed)
     if not validation:
         validate_now(gan_done)

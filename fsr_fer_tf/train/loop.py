@@ -6,6 +6,7 @@ The steps (what one update computes) live in `steps.py`; the entry points
 bookkeeping around them.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -179,6 +180,24 @@ class RunDirectory:
             tf.summary.create_file_writer(self.path("train")),
             tf.summary.create_file_writer(self.path("validation")),
         )
+
+
+@contextlib.contextmanager
+def checkpoint_on_interrupt(save):
+    """Saves a checkpoint when Ctrl-C stops training, then re-raises.
+
+    Args:
+        save: fn() saving the current state; returns the checkpoint path.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        path = save()
+        logging.warning(
+            "Interrupted; saved %s. Run the same command again to resume.",
+            path,
+        )
+        raise
 
 
 def export_keras(model, path):

@@ -287,10 +287,7 @@ def make_set(out_dir, train_per_class, test_per_class, seed, image_size=100,
 
 
 def main(argv, flag_values=flags.FLAGS):
-    if len(argv) > 1:
-        raise errors.UserError(
-            f"unexpected arguments {argv[1:]}; all options are --flags."
-        )
+    del argv  # errors.cli_main refuses positional arguments
     fv = flag_values
     counts = make_set(
         fv.out_dir, fv.train_per_class, fv.test_per_class, fv.seed,

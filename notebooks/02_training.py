@@ -120,7 +120,7 @@ print("validation tags:", ", ".join(
 # %%
 fig, axes = plt.subplots(2, 2, figsize=(11, 7))
 plot_tags(axes[0, 0], fer_train,
-          ["loss", "cross_entropy", "center_loss", "weight_decay"],
+          ["loss", "cross_entropy", "center_loss", "kernel_l2"],
           "training loss terms", log=True)
 plot_tags(axes[0, 1], {**fer_train, **{f"val {t}": v for t, v in
                                        fer_val.items()}},

@@ -103,7 +103,7 @@ class ClassifierSteps:
             "loss": loss,
             "cross_entropy": ce,
             "center_loss": center,
-            "weight_decay": decay,
+            "kernel_l2": decay,  # sum(w^2)/2, before the weight_decay factor
             "accuracy": tf.reduce_mean(tf.cast(correct, tf.float32)),
         }
         if self._scaled:

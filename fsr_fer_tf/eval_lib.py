@@ -184,11 +184,12 @@ def trained_scales(model_path):
 
 
 def make_predict(fer_model, generator=None):
-    """fn(batch) -> {"hr", "bicubic"[, "fsr"]: logits} for `collect`.
+    """fn(batch) -> {"bicubic"[, "fsr"]: logits} for `collect`.
 
-    "hr" classifies the 100x100 HR face, "bicubic" the LR face upsampled by
-    bicubic (the paper's "Bicubic" row) and "fsr" C(G(SPD(CNN(I_lr)))).
-    The LR image is taken from batch["lr"] (or batch["lr_noisy"] if there).
+    "bicubic" classifies the LR face upsampled by bicubic (the paper's
+    "Bicubic" row) and "fsr" is C(G(SPD(CNN(I_lr)))). The LR image is
+    batch["lr"] (or batch["lr_noisy"] if there). At scale 1 the LR face is
+    the HR face, so "bicubic" at x1 is CovPoolFER on the HR face.
     """
     import tensorflow as tf
 
@@ -197,7 +198,7 @@ def make_predict(fer_model, generator=None):
     features, spd, head = covpool.covpoolfer_parts(fer_model)
 
     @tf.function(reduce_retracing=True)
-    def classify_lr(lr):
+    def classify(lr):
         f_lr = spd(features(lr, training=False), training=False)
         out = {"bicubic": head(f_lr, training=False)[1]}
         if generator is not None:
@@ -206,16 +207,7 @@ def make_predict(fer_model, generator=None):
             out["fsr"] = head(f_sr, training=False)[1]
         return out
 
-    @tf.function(reduce_retracing=True)
-    def classify_hr(hr):
-        return fer_model(hr, training=False)
-
-    def predict(batch):
-        out = {"hr": classify_hr(batch["hr"])}
-        out.update(classify_lr(batch.get("lr_noisy", batch["lr"])))
-        return out
-
-    return predict
+    return lambda batch: classify(batch.get("lr_noisy", batch["lr"]))
 
 
 def noisy_predict(predict, sigma, image_size, seed=0):
@@ -267,9 +259,14 @@ def evaluate(fer_model, generator, split, scales, batch_size,
     predict = make_predict(fer_model, generator)
     collected = collect(split, scales, batch_size, predict, limit=limit,
                         log_every=log_every)
-    # The HR face does not depend on the scale: keep one "x1" entry.
-    first = scale_key(scales[0])
-    collected["hr"] = {"x1": collected["hr"][first]}
+    # "hr": CovPoolFER on the 100x100 face, which bicubic at x1 already is.
+    if 1 in scales:
+        collected["hr"] = {"x1": collected["bicubic"]["x1"]}
+    else:
+        hr_only = make_predict(fer_model)
+        collected["hr"] = collect(
+            split, (1,), batch_size, hr_only, limit=limit
+        )["bicubic"]
     summaries = summarize(collected)
     image_size = int(fer_model.input_shape[1])
     noise = {}
@@ -282,6 +279,5 @@ def evaluate(fer_model, generator, split, scales, batch_size,
             limit=limit,
             lr_native=True,
         )
-        noisy.pop("hr")
         noise[f"sigma={sigma:g}"] = summarize(noisy)
     return summaries, collected, noise

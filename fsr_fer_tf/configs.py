@@ -147,7 +147,8 @@ GENERATOR_PRESETS = {
     "released": GeneratorConfig(
         use_batch_norm=True, tail_kernel_size=8, symmetrize_output=False
     ),
-    "demo": GeneratorConfig(filters=16, growth=8, num_blocks=2),
+    # input_skip: the demo's few hundred steps start G at the identity.
+    "demo": GeneratorConfig(filters=16, growth=8, num_blocks=2, input_skip=True),
 }
 
 CRITIC_PRESETS = {
@@ -212,11 +213,11 @@ FER_TRAIN_PRESETS = {
     "paper": FERTrainConfig(),
     "demo": FERTrainConfig(
         batch_size=32,
-        epochs=12,
-        learning_rate_schedule="0:0.01,8:0.001",
+        epochs=6,
+        learning_rate_schedule="0:0.01,4:0.001",
         weight_decay=5e-4,
         val_scales="1,4,8",
-        eval_every_epochs=3,
+        eval_every_epochs=2,
         log_every=25,
     ),
 }
@@ -294,12 +295,12 @@ class FSRTrainConfig:
 FSR_TRAIN_PRESETS = {
     "paper": FSRTrainConfig(),
     "demo": FSRTrainConfig(
-        steps=1500,
-        lr_boundaries="600,1000,1300",
-        eval_every=500,
-        eval_images=0,
-        log_every=50,
-        checkpoint_every=250,
+        steps=300,
+        lr_boundaries="200",
+        eval_every=100,
+        eval_images=350,
+        log_every=25,
+        checkpoint_every=100,
     ),
 }
 

@@ -1,0 +1,75 @@
+"""README.md tells the truth about the commands it shows."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENTRY_POINTS = [
+    ["-m", "fsr_fer_tf.train_fer"],
+    ["-m", "fsr_fer_tf.train_fsr"],
+    ["-m", "fsr_fer_tf.evaluate"],
+    ["-m", "fsr_fer_tf.demo"],
+    ["-m", "fsr_fer_tf.data.inspect"],
+    ["tools/ablation_reweight.py"],
+    ["tools/make_synthetic_faces.py"],
+]
+
+
+def _readme():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        return f.read()
+
+
+def _code_blocks(text):
+    return re.findall(r"```(?:bash)?\n(.*?)```", text, re.S)
+
+
+def test_readme_opens_with_the_demo_and_the_test_command():
+    blocks = _code_blocks(_readme())
+    assert blocks[0].strip() == "pip install -e . && fsr-fer-demo"
+    test_command = blocks[1].strip()
+    assert test_command == 'pip install -q -e ".[dev]" && python -m pytest -q tests'
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
+        ci = [line.strip() for line in f if line.strip()
+              and not line.startswith("#")]
+    assert ci[-1] == test_command  # .ci/run runs exactly the README's command
+
+
+def test_console_scripts_named_in_readme_exist():
+    with open(os.path.join(ROOT, "setup.py"), encoding="utf-8") as f:
+        setup = f.read()
+    for script in set(re.findall(r"\bfsr-fer-[a-z-]+", _readme())):
+        assert f'"{script}=' in setup, script
+
+
+@pytest.fixture(scope="module")
+def defined_flags():
+    """Every flag an entry point defines (parsed from --helpfull)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    procs = [
+        subprocess.Popen([sys.executable, *args, "--helpfull"], cwd=ROOT,
+                         env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+        for args in ENTRY_POINTS
+    ]
+    names = set()
+    for args, proc in zip(ENTRY_POINTS, procs):
+        out, _ = proc.communicate(timeout=300)
+        found = set(re.findall(r"^\s+--(?:\[no\])?(\w+)", out, re.M))
+        assert "flagfile" in found, (args, out[-1000:])
+        names |= found
+    return names
+
+
+def test_every_flag_in_readme_exists(defined_flags):
+    mentioned = set(re.findall(r"(?<![\w-])--(\w+)", _readme()))
+    prefixes = {"g_", "d_"}  # "--g_*" / "--d_*" stand for families
+    missing = sorted(m for m in mentioned - defined_flags
+                     if m not in prefixes
+                     and m not in ("logdir", "help"))  # tensorboard's, absl's
+    assert not missing, missing
+    assert {"g_filters", "d_base_filters"} <= defined_flags

@@ -87,6 +87,9 @@ COVPOOL_PRESETS = {
         conv_filters=(16, 24, 32, 32, 64, 64),
         bimap_dim=32,
         fc_units=(256, 128),
+        # The released 0.995 needs ~1000 steps before the moving statistics
+        # forget their initial values; the demo trains for ~800.
+        batchnorm_momentum=0.9,
     ),
 }
 

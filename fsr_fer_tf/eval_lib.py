@@ -246,9 +246,43 @@ def noisy_predict(predict, sigma, image_size, seed=0):
     return wrapped
 
 
+def fit_svms(fer_model, generator, train_split, fsr_scales, batch_size,
+             limit=0):
+    """The released code's classifiers: linear SVMs on L2-normalised outputs
+    of the training split ("bicubic"/"hr": CovPoolFER on HR faces; "fsr":
+    FSR-FER on LR faces of every training scale, pooled)."""
+    from fsr_fer_tf import svm
+
+    num_classes = int(fer_model.output_shape[-1])
+    hr = collect(train_split, (1,), batch_size, make_predict(fer_model),
+                 limit=limit)["bicubic"]["x1"]
+    svms = {"bicubic": svm.LinearSVM().fit(hr["logits"], hr["labels"],
+                                           num_classes)}
+    svms["hr"] = svms["bicubic"]
+    if generator is not None:
+        lr = collect(train_split, fsr_scales, batch_size,
+                     make_predict(fer_model, generator), limit=limit)["fsr"]
+        svms["fsr"] = svm.LinearSVM().fit(
+            np.concatenate([r["logits"] for r in lr.values()]),
+            np.concatenate([r["labels"] for r in lr.values()]),
+            num_classes,
+        )
+    return svms
+
+
+def apply_svms(collected, svms):
+    """Replaces each method's logits by its SVM's decision scores."""
+    for method, per_scale in collected.items():
+        for r in per_scale.values():
+            r["logits"] = svms[method].decision_function(r["logits"])
+
+
 def evaluate(fer_model, generator, split, scales, batch_size,
-             noise_sigmas=(), limit=0, log_every=0, seed=0):
+             noise_sigmas=(), limit=0, log_every=0, seed=0, svms=None):
     """Every method on the same images at every scale (+ optional noise).
+
+    With `svms` (from `fit_svms`), predictions are the SVMs' instead of the
+    argmax of the head's logits.
 
     Returns:
         (summaries, collected, noise): summaries is {"hr": {"x1": ...},
@@ -267,6 +301,8 @@ def evaluate(fer_model, generator, split, scales, batch_size,
         collected["hr"] = collect(
             split, (1,), batch_size, hr_only, limit=limit
         )["bicubic"]
+    if svms:
+        apply_svms(collected, svms)
     summaries = summarize(collected)
     image_size = int(fer_model.input_shape[1])
     noise = {}
@@ -279,5 +315,7 @@ def evaluate(fer_model, generator, split, scales, batch_size,
             limit=limit,
             lr_native=True,
         )
+        if svms:
+            apply_svms(noisy, svms)
         noise[f"sigma={sigma:g}"] = summarize(noisy)
     return summaries, collected, noise

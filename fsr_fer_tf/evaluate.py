@@ -59,6 +59,16 @@ def define_flags():
     flags.DEFINE_integer(
         "limit", 0, "Evaluate only the first N images of the split (0: all)."
     )
+    flags.DEFINE_enum(
+        "classifier", "argmax", ["argmax", "svm"],
+        "'argmax' of the head's logits (primary protocol), or 'svm': the "
+        "released code's linear SVM on L2-normalised outputs, fitted on the "
+        "training split."
+    )
+    flags.DEFINE_integer(
+        "svm_train_limit", 0, "With --classifier=svm: fit on the first N "
+        "training images only (0: all)."
+    )
     flags.DEFINE_integer(
         "examples", 6, "Faces shown in examples.png (one per class first)."
     )
@@ -176,7 +186,8 @@ def write_report(out_dir, results, split, collected, scales, n_examples,
 
 def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
                  scales, noise_sigmas, out_dir, batch_size=64, limit=0,
-                 n_examples=6, dataset=None, figures=True):
+                 n_examples=6, dataset=None, figures=True,
+                 classifier="argmax", svm_train_limit=0):
     """Evaluates and writes the report; returns the results dict.
 
     Args:
@@ -193,6 +204,8 @@ def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
         dataset: an already loaded `sources.Dataset`.
         figures: write the PNG figures (results.json and the tables are
             always written).
+        classifier: "argmax" or "svm" (see `svm.py`).
+        svm_train_limit: with "svm", fit on the first N training images.
     """
     from fsr_fer_tf import eval_lib
     from fsr_fer_tf import labels as labels_lib
@@ -206,6 +219,8 @@ def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
     errors.require(all(s >= 0 for s in noise_sigmas),
                    "--noise_sigmas must be >= 0.")
     errors.require(batch_size > 0, "--batch_size must be > 0.")
+    errors.require(classifier in ("argmax", "svm"),
+                   f"--classifier must be argmax or svm, got {classifier}.")
     _check_out_dir(out_dir)
     fer_model = fsr_loop.load_fer_model(fer_model_path)
     num_classes = int(fer_model.output_shape[-1])
@@ -237,6 +252,13 @@ def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
     n_images = min(limit, len(split)) if limit else len(split)
     logging.info("Evaluating %d images of %s/%s at scales %s", n_images,
                  dataset.name, split_name, ",".join(map(str, scales)))
+    svms = None
+    if classifier == "svm":
+        fsr_scales = (eval_lib.trained_scales(fsr_model_path) or
+                      (2, 3, 4, 5, 6, 7, 8)) if fsr_model_path else ()
+        logging.info("Fitting the SVM classifiers on the train split")
+        svms = eval_lib.fit_svms(fer_model, generator, dataset.split("train"),
+                                 fsr_scales, batch_size, svm_train_limit)
     summaries, collected, noise = eval_lib.evaluate(
         fer_model,
         generator,
@@ -246,6 +268,7 @@ def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
         noise_sigmas=noise_sigmas,
         limit=limit,
         log_every=max(1, 640 // batch_size),
+        svms=svms,
     )
     results = {
         "dataset": {
@@ -265,7 +288,11 @@ def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
             "noise_sigmas": list(noise_sigmas),
             "batch_size": batch_size,
             "limit": limit,
-            "classifier": "argmax of the head's logits",
+            "classifier": (
+                "argmax of the head's logits" if classifier == "argmax" else
+                "linear SVM on L2-normalised outputs, fitted on the train "
+                "split (released code's protocol)"
+            ),
             "data": dataclasses.asdict(data_config),
         },
         "paper_table1": paper.table1_json(),
@@ -330,6 +357,8 @@ def main(argv):
         batch_size=FLAGS.batch_size,
         limit=FLAGS.limit,
         n_examples=FLAGS.examples,
+        classifier=FLAGS.classifier,
+        svm_train_limit=FLAGS.svm_train_limit,
     )
     print_table(results)
     print(f"report: {out_dir}")

@@ -186,3 +186,30 @@ def test_generator_for_other_features_is_refused(tiny_run, tmp_path):
         eval_lib.load_generator(tiny_run["fsr"]["generator"], 6)
     with pytest.raises(errors.ConfigError, match="holds no RRDB generator"):
         eval_lib.load_generator(tiny_run["fer"]["final"], 8)
+
+
+def test_svm_classifier_protocol(tiny_run, tmp_path):
+    results = evaluate.evaluate_run(
+        tiny_run["fer"]["final"], tiny_run["fsr"]["generator"],
+        tiny_run["data_config"], "test", (1, 4), (), str(tmp_path / "svm"),
+        dataset=tiny_run["dataset"], figures=False, classifier="svm",
+    )
+    assert "SVM" in results["config"]["classifier"]
+    # The reported predictions are those of SVMs fitted on the train split:
+    # refit them and predict the test logits by hand.
+    from fsr_fer_tf import svm as svm_lib
+
+    fer = keras.models.load_model(tiny_run["fer"]["final"])
+    generator = keras.models.load_model(tiny_run["fsr"]["generator"])
+    train, test = (tiny_run["dataset"].split(n) for n in ("train", "test"))
+    svms = eval_lib.fit_svms(fer, generator, train, (2, 4, 8), 64)
+    hr_train = eval_lib.collect(train, (1,), 64, eval_lib.make_predict(fer))
+    manual = svm_lib.LinearSVM().fit(hr_train["bicubic"]["x1"]["logits"],
+                                     hr_train["bicubic"]["x1"]["labels"], 7)
+    np.testing.assert_allclose(manual.weights, svms["bicubic"].weights)
+    raw = eval_lib.collect(test, (4,), 64,
+                           eval_lib.make_predict(fer, generator))
+    for method in ("bicubic", "fsr"):
+        pred = svms[method].predict(raw[method]["x4"]["logits"])
+        expected = float(np.mean(pred == raw[method]["x4"]["labels"]))
+        assert results["methods"][method]["x4"]["accuracy"] == expected

@@ -131,6 +131,18 @@ def run_validation(steps, split, scales, batch_size, writer, step):
     return {key: r["accuracy"] for key, r in results.items()}
 
 
+def _save_if_finite(model, manager, step):
+    """Saves a checkpoint unless a model variable is NaN/Inf (returns None).
+
+    The optimizer skips non-finite updates, but batch-norm moving statistics
+    follow the forward pass, so a bad batch can poison them.
+    """
+    for variable in model.variables:
+        if not np.all(np.isfinite(keras.ops.convert_to_numpy(variable))):
+            return None
+    return manager.save(checkpoint_number=step)
+
+
 def train_fer(model_config, cfg, data_config, model_dir, resume=True,
               dataset=None):
     """Trains CovPoolFER; returns {"final": path, "best": path, ...}.
@@ -207,7 +219,7 @@ def train_fer(model_config, cfg, data_config, model_dir, resume=True,
         step=step,
         best=best.best,
     )
-    manager = run.checkpoint_manager(ckpt, step_counter=step)
+    manager = run.checkpoint_manager(ckpt)
     run.restore(ckpt, manager)
     train_writer, val_writer = run.summary_writers()
     best_path = run.path("best.keras")
@@ -265,9 +277,13 @@ def train_fer(model_config, cfg, data_config, model_dir, resume=True,
                 metrics = steps.train_step(batch["lr"], batch["label"])
                 current += 1
                 step.assign(current)
+                metrics = {k: float(v) for k, v in metrics.items()}
+                loop.check_finite(
+                    current,
+                    metrics,
+                    lambda: _save_if_finite(model, manager, current),
+                )
                 if progress.maybe_log(current, metrics):
-                    metrics = {k: float(v) for k, v in metrics.items()}
-                    loop.check_finite(current, metrics)
                     metrics["learning_rate"] = float(
                         optimizer.learning_rate.numpy()
                     )

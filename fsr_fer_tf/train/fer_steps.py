@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 
 from fsr_fer_tf.models import covpool
+from fsr_fer_tf.train import updates
 
 
 def decayed_kernels(model):
@@ -92,11 +93,13 @@ class ClassifierSteps:
             )
             scaled = self.optimizer.scale_loss(loss) if self._scaled else loss
         grads = tape.gradient(scaled, variables)
-        self.optimizer.apply(grads, variables)
+        updates.apply_if_finite(self.optimizer, grads, variables)
         if self.center_loss_weight > 0:
             diff = (1.0 - self.center_loss_alpha) * (
                 batch_centers - embedding
             )
+            # A non-finite batch moves neither the weights nor the centres.
+            diff = tf.where(tf.math.is_finite(loss), diff, tf.zeros_like(diff))
             self.centers.scatter_sub(tf.IndexedSlices(diff, labels))
         correct = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels)
         metrics = {

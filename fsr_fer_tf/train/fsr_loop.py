@@ -256,16 +256,12 @@ def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
         jit_compile=cfg.jit_compile,
     )
     pretrained = tf.Variable(0, dtype=tf.int64, trainable=False)
-    # Checkpoints are numbered by batches consumed (pre-training + GAN).
-    batches = tf.Variable(0, dtype=tf.int64, trainable=False)
     best = loop.BestTracker(run, "fsr/mean_accuracy")
     ckpt = run.checkpoint(
-        pretrained=pretrained,
-        batches=batches,
-        best=best.best,
-        **steps.checkpoint_items(),
+        pretrained=pretrained, best=best.best, **steps.checkpoint_items()
     )
-    manager = run.checkpoint_manager(ckpt, step_counter=batches)
+    # Checkpoints are numbered by batches consumed: pretrained + steps.step.
+    manager = run.checkpoint_manager(ckpt)
     run.restore(ckpt, manager)
     train_writer, val_writer = run.summary_writers()
     paths = {
@@ -278,7 +274,6 @@ def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
     validation = {}
 
     def save(current_batches):
-        batches.assign(current_batches)
         return manager.save(checkpoint_number=current_batches)
 
     def validate_now(gan_step):
@@ -363,13 +358,7 @@ def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
                     step_now, progress, prefix = gan_done, gan_progress, ""
                 consumed += 1
                 metrics = {k: float(v) for k, v in metrics.items()}
-                try:
-                    loop.check_finite(step_now, metrics)
-                except loop.NonFiniteLossError:
-                    # The step skipped its updates (non-finite gradients are
-                    # not applied), so the variables are the last good state.
-                    save(consumed - 1)
-                    raise
+                loop.check_finite(step_now, metrics, lambda: save(consumed))
                 if progress.maybe_log(step_now, metrics):
                     metrics["images_per_second"] = progress.images_per_second
                     # GAN scalars at the GAN step, like the validation ones;

@@ -86,7 +86,7 @@ class RunDirectory:
     Example:
         run = RunDirectory("checkpoints/fer", params, arch, resume=True,
                            kind="fer")
-        manager = run.checkpoint_manager(ckpt, step_counter=step)
+        manager = run.checkpoint_manager(ckpt)
     """
 
     def __init__(self, model_dir, params, architecture, resume, kind):
@@ -154,14 +154,10 @@ class RunDirectory:
         """A tf.train.Checkpoint of `objects` plus the run's params."""
         return tf.train.Checkpoint(params=self._params_variable, **objects)
 
-    def checkpoint_manager(self, checkpoint, step_counter, max_to_keep=3,
-                           checkpoint_interval=None):
+    def checkpoint_manager(self, checkpoint, max_to_keep=3):
+        """A CheckpointManager in model_dir; callers number each save."""
         return tf.train.CheckpointManager(
-            checkpoint,
-            self.model_dir,
-            max_to_keep=max_to_keep,
-            step_counter=step_counter,
-            checkpoint_interval=checkpoint_interval,
+            checkpoint, self.model_dir, max_to_keep=max_to_keep
         )
 
     def restore(self, checkpoint, manager):
@@ -244,20 +240,36 @@ class BestTracker:
         return True
 
 
-def check_finite(step, metrics):
+def check_finite(step, metrics, save=None):
     """Raises NonFiniteLossError naming the first non-finite scalar.
+
+    The steps skip an update whose gradients are not finite
+    (`updates.apply_if_finite`), so the variables are still the last good
+    state: `save` stores them before the error is raised.
 
     Args:
         step: the step the metrics belong to.
         metrics: {name: scalar} (tensors or floats).
+        save: optional fn() saving a checkpoint and returning its path, or
+            None when the state is not worth saving.
     """
     for name, value in metrics.items():
         v = float(value)
         if not math.isfinite(v):
+            saved = ""
+            if save is not None:
+                path = save()
+                saved = (
+                    f" Its update was skipped and the state saved in {path} "
+                    "(resuming continues after this batch)."
+                    if path
+                    else " Its update was skipped, but the model's own state "
+                    "(batch-norm statistics) is not finite, so nothing was "
+                    "saved: the latest checkpoint is the last good state."
+                )
             raise NonFiniteLossError(
-                f"'{name}' became {v} at step {step}; the last good state is "
-                "in the latest checkpoint. Lower the learning rate or try "
-                "--mixed_precision=false, then rerun to resume."
+                f"'{name}' became {v} at step {step}.{saved} Lower the "
+                "learning rate or check the data, then rerun to resume."
             )
 
 

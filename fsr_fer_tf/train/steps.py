@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from fsr_fer_tf import losses
+from fsr_fer_tf.train import updates
 from fsr_fer_tf.errors import ConfigError
 from fsr_fer_tf.errors import require
 
@@ -365,7 +366,7 @@ class FSRSteps:
                     grads, d_logs = self._critic_gradients(
                         f_hr, f_sr_fixed, epsilon, w
                     )
-                    _apply_if_finite(
+                    updates.apply_if_finite(
                         self.d_optimizer, grads, critic.trainable_variables
                     )
 
@@ -386,7 +387,7 @@ class FSRSteps:
         grads = g_tape.gradient(scaled, generator.trainable_variables)
         g_lr = _f32(self.g_optimizer.learning_rate)
         d_lr = _f32(self.d_optimizer.learning_rate)
-        _apply_if_finite(
+        updates.apply_if_finite(
             self.g_optimizer, grads, generator.trainable_variables
         )
         self.step.assign_add(1)
@@ -428,7 +429,7 @@ class FSRSteps:
         f_lr = self.extract(lr_images)
         grads, loss = self._pretrain_gradients(f_lr, f_hr)
         learning_rate = _f32(self.pretrain_optimizer.learning_rate)
-        _apply_if_finite(
+        updates.apply_if_finite(
             self.pretrain_optimizer,
             grads, self.generator.trainable_variables
         )
@@ -456,26 +457,3 @@ def _loss_scale(optimizer):
         return _f32(optimizer.dynamic_scale)
     return tf.constant(1.0, tf.float32)
 
-
-def _apply_if_finite(optimizer, grads, variables):
-    """Applies `grads` unless one is NaN/Inf, so a bad step changes nothing.
-
-    A LossScaleOptimizer already skips such steps (and lowers its scale, which
-    it must see happen); a plain optimizer would write NaN into the weights
-    and its moments. With the update skipped, the training loop can save the
-    last good state when it sees the non-finite loss, then stop. (Batch-norm
-    moving statistics, updated by the forward pass, are not protected: only
-    the released recipe's generator has batch-norm.)
-    """
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        optimizer.apply(grads, variables)
-        return
-    finite = tf.reduce_all(
-        [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
-    )
-
-    def apply():
-        optimizer.apply(grads, variables)
-        return tf.constant(True)
-
-    tf.cond(finite, apply, lambda: tf.constant(False))

@@ -66,9 +66,9 @@ def test_trunk_and_head_follow_released_code(demo):
         if isinstance(layer, keras.layers.Conv2D):
             assert layer.kernel_size == (3, 3) and not layer.use_bias
         if isinstance(layer, keras.layers.BatchNormalization):
-            # slim.batch_norm: decay 0.995, epsilon 1e-3, no gamma.
-            assert not layer.scale and layer.momentum == 0.995
-            assert layer.epsilon == 1e-3
+            # slim.batch_norm: epsilon 1e-3, no gamma; decay from the preset.
+            assert not layer.scale and layer.epsilon == 1e-3
+            assert layer.momentum == COVPOOL_PRESETS["demo"].batchnorm_momentum
     assert [layer.name for layer in spd.layers[1:]] == list(SPD_LAYERS)
     assert [layer.name for layer in head.layers] == [
         "spd_feature", "flatten", "fc_1", "fc_1_bn", "fc_1_relu",
@@ -80,7 +80,12 @@ def test_trunk_and_head_follow_released_code(demo):
 
 
 def test_paper_sizes():
+    # The released code's slim.batch_norm decay; the demo departs (0.9).
+    assert COVPOOL_PRESETS["paper"].batchnorm_momentum == 0.995
+    assert COVPOOL_PRESETS["demo"].batchnorm_momentum == 0.9
     model = build_covpoolfer(COVPOOL_PRESETS["paper"])
+    bn = model.get_layer("features").get_layer("conv_1_bn")
+    assert bn.momentum == 0.995
     features, spd, head = covpoolfer_parts(model)
     assert tuple(features.output.shape) == (None, 12, 12, 256)
     assert spd.get_layer("bimap").kernel.shape == (256, 128)

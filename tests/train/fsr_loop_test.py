@@ -119,10 +119,14 @@ def test_nan_stops_with_step_and_term_after_saving_last_good_state(
     monkeypatch.setattr(loop.ProgressLogger, "maybe_log", poison_after_2)
     model_dir = tmp_path / "nan"
     with pytest.raises(loop.NonFiniteLossError,
-                       match=r"'(g_loss|g_perceptual)' became nan at step 3"):
+                       match=r"'(g_loss|g_perceptual)' became nan at step 3.*"
+                       r"skipped.*ckpt-3"):
         _train(tiny_run, model_dir)
     latest = tf.train.latest_checkpoint(str(model_dir))
-    assert os.path.basename(latest) == "ckpt-2"
+    # Numbered by batches consumed; its counters agree with its number.
+    assert os.path.basename(latest) == "ckpt-3"
+    assert tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE") \
+        == 3
     # Every variable (G, D, Adam moments: each saved once, some under the
     # optimizer's path) is finite: the NaN step wrote nothing.
     values = {n: tf.train.load_variable(latest, n)
@@ -131,7 +135,7 @@ def test_nan_stops_with_step_and_term_after_saving_last_good_state(
     floats = {n: v for n, v in values.items()
               if np.asarray(v).dtype.kind == "f"}
     assert len(floats) > 20
-    # `best` starts at -inf: no validation has run yet at step 2.
+    # `best` starts at -inf: no validation has run yet at step 3.
     assert floats.pop("best/.ATTRIBUTES/VARIABLE_VALUE") == -np.inf
     bad = [n for n, v in floats.items() if not np.all(np.isfinite(v))]
     assert not bad

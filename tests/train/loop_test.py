@@ -17,7 +17,7 @@ def _save_checkpoint(run, value=1.0):
     v = tf.Variable(value)
     step = tf.Variable(5, dtype=tf.int64)
     ckpt = run.checkpoint(v=v, step=step)
-    manager = run.checkpoint_manager(ckpt, step_counter=step)
+    manager = run.checkpoint_manager(ckpt)
     manager.save(checkpoint_number=5)
     return ckpt, manager, v
 
@@ -40,7 +40,7 @@ def test_resume_restores_values(tmp_path):
     v = tf.Variable(0.0)
     step = tf.Variable(0, dtype=tf.int64)
     ckpt = run2.checkpoint(v=v, step=step)
-    manager = run2.checkpoint_manager(ckpt, step_counter=step)
+    manager = run2.checkpoint_manager(ckpt)
     assert run2.restore(ckpt, manager).endswith("ckpt-5")
     assert float(v.numpy()) == 3.5 and int(step.numpy()) == 5
 
@@ -96,6 +96,18 @@ def test_check_finite_names_step_and_term():
         loop.check_finite(7, {"a": 1.0, "b": float("nan")})
     with pytest.raises(loop.NonFiniteLossError, match="inf"):
         loop.check_finite(7, {"a": math.inf})
+    saved = []
+    with pytest.raises(loop.NonFiniteLossError,
+                       match="skipped and the state saved in ckpt-7"):
+        loop.check_finite(7, {"a": math.nan},
+                          lambda: saved.append(7) or "ckpt-7")
+    assert saved == [7]
+    loop.check_finite(8, {"a": 1.0}, lambda: saved.append(8))
+    assert saved == [7]  # nothing saved when all is finite
+    # A save that declines (poisoned batch-norm statistics) is reported.
+    with pytest.raises(loop.NonFiniteLossError,
+                       match="not finite, so nothing was saved"):
+        loop.check_finite(9, {"a": math.inf}, lambda: None)
 
 
 def test_export_keras_atomic(tmp_path):

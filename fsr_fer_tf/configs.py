@@ -241,7 +241,7 @@ class FSRTrainConfig:
         beta_1: Adam beta_1 (paper: 0 for GAN stability).
         beta_2: Adam beta_2 (the paper does not set it; Adam's default).
         n_critic: critic updates per generator update.
-        k: WGAN-div penalty weight.
+        k: WGAN-div penalty weight (>= 0; 0 turns the penalty off).
         p: WGAN-div penalty power.
         reweight: classification-aware re-weighting of G's losses (Table 2).
         sigma: re-weighting w = (sigma - p_true)^r.

@@ -23,7 +23,7 @@ def scale_key(scale):
 
 
 def collect(split, scales, batch_size, predict, limit=0, log_every=0,
-            lr_native=False):
+            lr_native=False, image_size=100):
     """Runs `predict` over the split at every scale.
 
     Args:
@@ -38,6 +38,8 @@ def collect(split, scales, batch_size, predict, limit=0, log_every=0,
         log_every: log progress every this many batches (0: never).
         lr_native: also put the native-size LR face in the batch
             ("lr_native"), e.g. to add noise at capture resolution.
+        image_size: side of the HR face, the model's input size
+            (`input_size(model)`).
 
     Returns:
         {method: {scale key: {"labels": int [N], "logits": float [N, K],
@@ -54,6 +56,7 @@ def collect(split, scales, batch_size, predict, limit=0, log_every=0,
             training=False,
             scales=(scale,),
             lr_native=lr_native,
+            image_size=image_size,
         )
         gathered = {}
         labels, indices = [], []
@@ -159,16 +162,20 @@ def load_generator(path, feature_size):
     return model
 
 
+def input_size(model):
+    """The side of the square faces a Keras model takes (CovPoolFER: 100)."""
+    return int(model.input_shape[1])
+
+
 def _run_params(model_path):
     """The params.yaml beside a model file (its run directory), or {}."""
-    import yaml
+    from fsr_fer_tf.train import loop
 
     path = os.path.join(os.path.dirname(os.path.abspath(model_path)),
                         "params.yaml")
     if not os.path.isfile(path):
         return {}
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
+    return loop.read_yaml(path)
 
 
 def _generator_feature_size(model_path):
@@ -177,10 +184,12 @@ def _generator_feature_size(model_path):
 
 def trained_scales(model_path):
     """The scales a stage-2 run trained on (from its params.yaml), or None."""
+    from fsr_fer_tf import configs
+
     text = _run_params(model_path).get("train", {}).get("scales")
     if not text:
         return None
-    return tuple(int(s) for s in str(text).split(",") if s.strip())
+    return configs.parse_int_list(text, f"'scales' in the run of {model_path}")
 
 
 def make_predict(fer_model, generator=None):
@@ -254,14 +263,16 @@ def fit_svms(fer_model, generator, train_split, fsr_scales, batch_size,
     from fsr_fer_tf import svm
 
     num_classes = int(fer_model.output_shape[-1])
+    size = input_size(fer_model)
     hr = collect(train_split, (1,), batch_size, make_predict(fer_model),
-                 limit=limit)["bicubic"]["x1"]
+                 limit=limit, image_size=size)["bicubic"]["x1"]
     svms = {"bicubic": svm.LinearSVM().fit(hr["logits"], hr["labels"],
                                            num_classes)}
     svms["hr"] = svms["bicubic"]
     if generator is not None:
         lr = collect(train_split, fsr_scales, batch_size,
-                     make_predict(fer_model, generator), limit=limit)["fsr"]
+                     make_predict(fer_model, generator), limit=limit,
+                     image_size=size)["fsr"]
         svms["fsr"] = svm.LinearSVM().fit(
             np.concatenate([r["logits"] for r in lr.values()]),
             np.concatenate([r["labels"] for r in lr.values()]),
@@ -291,20 +302,22 @@ def evaluate(fer_model, generator, split, scales, batch_size,
         scale; noise is {"sigma=<s>": {method: {scale key: summary}}}.
     """
     predict = make_predict(fer_model, generator)
+    image_size = input_size(fer_model)
     collected = collect(split, scales, batch_size, predict, limit=limit,
-                        log_every=log_every)
-    # "hr": CovPoolFER on the 100x100 face, which bicubic at x1 already is.
+                        log_every=log_every, image_size=image_size)
+    # "hr": CovPoolFER on the 100x100 face, which bicubic at x1 already is
+    # (a copy: apply_svms rewrites each entry's logits in place).
     if 1 in scales:
-        collected["hr"] = {"x1": collected["bicubic"]["x1"]}
+        collected["hr"] = {"x1": dict(collected["bicubic"]["x1"])}
     else:
         hr_only = make_predict(fer_model)
         collected["hr"] = collect(
-            split, (1,), batch_size, hr_only, limit=limit
+            split, (1,), batch_size, hr_only, limit=limit,
+            image_size=image_size,
         )["bicubic"]
     if svms:
         apply_svms(collected, svms)
     summaries = summarize(collected)
-    image_size = int(fer_model.input_shape[1])
     noise = {}
     for sigma in noise_sigmas:
         noisy = collect(
@@ -314,6 +327,7 @@ def evaluate(fer_model, generator, split, scales, batch_size,
             noisy_predict(predict, sigma, image_size, seed),
             limit=limit,
             lr_native=True,
+            image_size=image_size,
         )
         if svms:
             apply_svms(noisy, svms)

@@ -108,7 +108,7 @@ def example_indices(labels, count):
     return (chosen + rest)[:count]
 
 
-def examples_figure(split, collected, scales, indices):
+def examples_figure(split, collected, scales, indices, image_size=100):
     """The same faces at every scale with true and predicted labels."""
     import numpy as np
 
@@ -123,7 +123,8 @@ def examples_figure(split, collected, scales, indices):
     for scale in scales:
         key = f"x{scale}"
         batch = next(iter(pipeline.make_dataset(
-            subset, batch_size=len(indices), training=False, scales=(scale,)
+            subset, batch_size=len(indices), training=False, scales=(scale,),
+            image_size=image_size,
         )))
         for row, i in enumerate(indices):
             parts, ok = [], True
@@ -152,7 +153,7 @@ def examples_figure(split, collected, scales, indices):
 
 
 def write_report(out_dir, results, split, collected, scales, n_examples,
-                 figures=True):
+                 figures=True, image_size=100):
     """Writes results.json, the tables and (unless `figures` is off) every
     figure; returns {file name: path}."""
     from fsr_fer_tf import plots
@@ -180,7 +181,8 @@ def write_report(out_dir, results, split, collected, scales, n_examples,
     if n_examples > 0:
         indices = example_indices(split.labels, n_examples)
         write("examples.png", plots.figure_to_png(
-            examples_figure(split, collected, scales, indices)), True)
+            examples_figure(split, collected, scales, indices, image_size)),
+            True)
     return paths
 
 
@@ -302,7 +304,7 @@ def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
     if limit:
         split = split.subset(range(n_images))
     paths = write_report(out_dir, results, split, collected, scales,
-                         n_examples, figures)
+                         n_examples, figures, eval_lib.input_size(fer_model))
     logging.info("Wrote %s", ", ".join(sorted(paths)))
     return results
 

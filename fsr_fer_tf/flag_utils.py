@@ -104,14 +104,18 @@ def _parse_overrides(text):
     if not text:
         return {}
     if "=" in text and not text.startswith("{"):
+        # Split only at commas that start a new "field=": values may hold
+        # commas themselves (scales=2,3,4 or a learning-rate schedule).
         out = {}
-        for item in text.split(","):
+        for item in re.split(r",(?=\s*\w+\s*=)", text):
             key, sep, value = item.partition("=")
             if not sep:
                 raise errors.ConfigError(
                     f"--params_override item '{item}' is not field=value."
                 )
-            out[key.strip()] = yaml.safe_load(value)
+            # Raw text: _coerce parses it for the field's type (YAML would
+            # read a str field such as "0:0.1" as a base-60 number).
+            out[key.strip()] = _Raw(value.strip())
         return out
     data = yaml.safe_load(text)
     if not isinstance(data, dict):
@@ -121,9 +125,17 @@ def _parse_overrides(text):
     return data
 
 
+class _Raw(str):
+    """An override given as field=value text, not yet parsed."""
+
+
 def _coerce(config, key, value):
     """Converts an override to the type of the config field it replaces."""
     current = getattr(config, key)
+    if isinstance(value, _Raw):
+        if isinstance(current, str) or (current is None and value != "null"):
+            return str(value)
+        value = yaml.safe_load(value)
     if current is None or value is None:
         return value
     kind = type(current)

@@ -13,7 +13,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fsr_fer_tf import paper  # noqa: E402
 from fsr_fer_tf import plots  # noqa: E402
 
 METHOD_LABELS = {

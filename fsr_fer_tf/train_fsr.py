@@ -52,7 +52,9 @@ def define_flags():
         "paper",
         sorted(configs.RECIPES),
         "'paper': the paper's losses and schedule; 'released': the authors' "
-        "TF1 code where it differs (DESIGN.md, Stage 2).",
+        "TF1 code where it differs (DESIGN.md, Stage 2), which includes "
+        "40k L2-only generator pre-training steps before --steps GAN steps "
+        "(--pretrain_steps).",
     )
     flags.DEFINE_string(
         "model_dir",

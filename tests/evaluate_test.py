@@ -207,9 +207,14 @@ def test_svm_classifier_protocol(tiny_run, tmp_path):
     manual = svm_lib.LinearSVM().fit(hr_train["bicubic"]["x1"]["logits"],
                                      hr_train["bicubic"]["x1"]["labels"], 7)
     np.testing.assert_allclose(manual.weights, svms["bicubic"].weights)
-    raw = eval_lib.collect(test, (4,), 64,
-                           eval_lib.make_predict(fer, generator))
-    for method in ("bicubic", "fsr"):
-        pred = svms[method].predict(raw[method]["x4"]["logits"])
-        expected = float(np.mean(pred == raw[method]["x4"]["labels"]))
-        assert results["methods"][method]["x4"]["accuracy"] == expected
+    raw = eval_lib.collect(test, (1, 4), 64,
+                           eval_lib.make_predict(fer, generator),
+                           image_size=eval_lib.input_size(fer))
+    for method, key in (("bicubic", "x1"), ("bicubic", "x4"), ("fsr", "x4"),
+                        ("hr", "x1")):
+        source = "bicubic" if method == "hr" else method
+        pred = svms[method].predict(raw[source][key]["logits"])
+        expected = float(np.mean(pred == raw[source][key]["labels"]))
+        assert results["methods"][method][key]["accuracy"] == expected
+    # HR is bicubic at x1 with the same SVM: one application, same numbers.
+    assert results["methods"]["hr"]["x1"] == results["methods"]["bicubic"]["x1"]

@@ -93,3 +93,27 @@ def test_data_config_from_params_round_trip_and_moved_synthetic_cache(
         dataclasses.asdict(gone)).data_dir is None
     with pytest.raises(errors.ConfigError, match="unknown DataConfig"):
         configs.data_config_from_params({"nonsense": 1})
+
+
+def test_override_values_may_hold_commas():
+    values = flags.FlagValues()
+    names = flag_utils.define_config_flags(
+        configs.FSR_TRAIN_PRESETS["paper"], flag_values=values
+    )
+    flag_utils.define_override_flags(flag_values=values)
+    values(["prog", "--params_override=scales=2,3,4, batch_size=8,"
+            "lr_boundaries=20000,50000,reweight=false"])
+    out = flag_utils.resolve_config(configs.FSR_TRAIN_PRESETS["paper"], names,
+                                    values)
+    assert out.scales == "2,3,4" and out.batch_size == 8
+    assert out.reweight is False and out.lr_boundaries == "20000,50000"
+    fer = flags.FlagValues()
+    fer_names = flag_utils.define_config_flags(
+        configs.FER_TRAIN_PRESETS["paper"], flag_values=fer
+    )
+    flag_utils.define_override_flags(flag_values=fer)
+    fer(["prog", "--params_override=learning_rate_schedule=0:0.1,120:0.01"])
+    out = flag_utils.resolve_config(configs.FER_TRAIN_PRESETS["paper"],
+                                    fer_names, fer)
+    # "0:0.1" stays text (YAML 1.1 would read it as the base-60 number 0.1).
+    assert out.learning_rate_schedule == "0:0.1,120:0.01"

@@ -35,6 +35,7 @@ from absl import flags
 from fsr_fer_tf import configs
 from fsr_fer_tf import errors
 from fsr_fer_tf import labels as labels_lib
+from fsr_fer_tf.data import flags as data_flags
 from fsr_fer_tf.data import synthetic
 
 SHEET_FACES_PER_CLASS = 10
@@ -306,4 +307,4 @@ def main(argv, flag_values=flags.FLAGS):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(errors.cli_main(main))
+    app.run(errors.cli_main(main), flags_parser=data_flags.parse_flags)

@@ -25,12 +25,11 @@ data_flags.define_data_flags()
 
 
 def main(argv):
-    """Loads the dataset the flags name and prints its summary."""
-    if len(argv) > 1:
-        raise errors.ConfigError(
-            f"unexpected argument(s) {' '.join(argv[1:])}; flags take the "
-            "form --data_dir=PATH."
-        )
+    """Loads the dataset the flags name and prints its summary.
+
+    (`errors.cli_main` refuses positional arguments.)
+    """
+    del argv
     config = data_flags.data_config_from_flags(flags.FLAGS)
     dataset = loader.load_dataset(config)
     print(json.dumps(dataset.summary(), indent=2), flush=True)

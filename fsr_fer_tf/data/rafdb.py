@@ -185,11 +185,13 @@ def load_rafdb(config):
                 f"pass --max_missing={_round_up(fraction)} or more to skip "
                 "them."
             )
+    # One reason for all (the summary counts skips by reason); the line
+    # number goes with the path.
     skipped = [
         sources.Skipped(
-            os.path.join(image_dir, _image_candidates(name)[0]),
-            f"listed in {LABEL_FILE} (line {number}) but the image is "
-            "missing",
+            f"{os.path.join(image_dir, _image_candidates(name)[0])} "
+            f"({LABEL_FILE} line {number})",
+            f"listed in {LABEL_FILE} but the image is missing",
         )
         for number, name in missing
     ]

@@ -13,10 +13,12 @@ wide toothy smile with raised cheeks); others are a few pixels at 100x100
 (brow angle separates anger, sadness and neutral; brow shape, wide eyes and a
 stretched mouth separate fear from surprise; a nose wrinkle and a raised upper
 lip mark disgust) and vanish by x6-x8. A focus-blur tail (as in in-the-wild
-sets) makes the fall gradual. Measured with a small CNN trained at 100x100 on
-the default 600 + 150 faces per class (seeds 0 and 1) and tested on the
-paper's bicubic LR faces: HR 93%, x2 92, x3 89, x4 85, x5 75, x6 65, x7 50,
-x8 42 (RAF-DB in the paper: 86, 85, 78, 73, 67, 60, 53, 40).
+sets) makes the fall gradual. Measured with a small plain CNN trained at
+100x100 on the default 600 + 150 faces per class and tested on the paper's
+bicubic LR faces, data seed 0: HR 92.6%, x2 91.5, x3 87.9, x4 83.8, x5 76.4,
+x6 66.4, x7 52.2, x8 42.7 (seed 1 gave the same curve within about two
+points). RAF-DB with CovPoolFER in the paper: 86, 85, 78, 73, 67, 60, 53,
+40.
 
 Determinism: image `i` of split `s` is rendered from its own generator seeded
 with (seed, split, i), so it is byte-identical however the set is batched, and

@@ -68,8 +68,12 @@ def _learning_rate(cfg, steps_per_epoch):
     )
 
 
-def _architecture(model_config):
-    return {"model": dataclasses.asdict(model_config)}
+def _architecture(model_config, mixed_precision):
+    # mixed_precision: a LossScaleOptimizer's checkpoint has other slots.
+    return {
+        "model": dataclasses.asdict(model_config),
+        "mixed_precision": bool(mixed_precision),
+    }
 
 
 def _sample_figure(images, labels, logits):
@@ -82,11 +86,13 @@ def _sample_figure(images, labels, logits):
 
 def run_validation(steps, split, scales, batch_size, writer, step):
     """Validates at every scale and writes summaries; returns accuracies."""
+    image_size = eval_lib.input_size(steps.model)
     collected = eval_lib.collect(
         split,
         scales,
         batch_size,
         lambda batch: {"fer": steps.predict(batch["lr"])[0]},
+        image_size=image_size,
     )["fer"]
     results = eval_lib.summarize({"fer": collected})["fer"]
     scalars = {}
@@ -115,6 +121,7 @@ def run_validation(steps, split, scales, batch_size, writer, step):
         batch_size=16,
         training=False,
         scales=(scales[0],),
+        image_size=image_size,
     )
     batch = next(iter(sample))
     logits = steps.predict(batch["lr"])[0].numpy()
@@ -186,7 +193,8 @@ def train_fer(model_config, cfg, data_config, model_dir, resume=True,
         "total_steps": total_steps,
     }
     run = loop.RunDirectory(
-        model_dir, params, _architecture(model_config), resume, kind="fer"
+        model_dir, params, _architecture(model_config, cfg.mixed_precision), resume,
+        kind="fer"
     )
 
     keras.utils.set_random_seed(cfg.seed)
@@ -268,6 +276,7 @@ def train_fer(model_config, cfg, data_config, model_dir, resume=True,
                 scales=train_scales,
                 seed=cfg.seed,
                 epoch=epoch,
+                image_size=model_config.image_size,
                 skip_batches=offset,
                 flip=cfg.random_flip,
                 max_shift=cfg.max_shift,

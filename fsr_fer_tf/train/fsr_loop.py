@@ -37,7 +37,7 @@ def validate_config(cfg):
     req(0 <= cfg.beta_1 < 1 and 0 <= cfg.beta_2 < 1,
         "--beta_1 and --beta_2 must be in [0, 1).")
     req(cfg.n_critic >= 1, f"--n_critic must be >= 1, got {cfg.n_critic}.")
-    req(cfg.k > 0, f"--k must be > 0, got {cfg.k}.")
+    req(cfg.k >= 0, f"--k must be >= 0 (0 turns the penalty off), got {cfg.k}.")
     req(cfg.p > 0, f"--p must be > 0 (the paper uses 6), got {cfg.p}.")
     req(
         cfg.sigma > 1,
@@ -127,32 +127,22 @@ def feature_size(fer_model):
     return int(spd.output_shape[-1])
 
 
-def _architecture(gen_config, critic_config, d):
+def _architecture(gen_config, critic_config, d, mixed_precision):
+    # mixed_precision: a LossScaleOptimizer's checkpoint has other slots.
     return {
+        "mixed_precision": bool(mixed_precision),
         "feature_size": d,
         "generator": dataclasses.asdict(gen_config),
         "critic": dataclasses.asdict(critic_config),
     }
 
 
-def make_predict(steps):
-    """A tf.function: LR batch -> {"bicubic": logits, "fsr": logits}."""
-
-    @tf.function(reduce_retracing=True)
-    def predict(lr_images):
-        f_lr = steps.extract(lr_images)
-        _, bicubic = steps.classify(f_lr)
-        f_sr = tf.cast(steps.generator(f_lr, training=False), tf.float32)
-        _, fsr = steps.classify(f_sr)
-        return {"bicubic": bicubic, "fsr": fsr}
-
-    return lambda batch: predict(batch["lr"])
-
-
-def run_validation(predict, split, scales, batch_size, limit, writer, step):
+def run_validation(predict, split, scales, batch_size, limit, image_size,
+                   writer, step):
     """Per-scale accuracy of bicubic and FSR; returns the summaries."""
     results = eval_lib.summarize(
-        eval_lib.collect(split, scales, batch_size, predict, limit=limit)
+        eval_lib.collect(split, scales, batch_size, predict, limit=limit,
+                         image_size=image_size)
     )
     scalars = {}
     for method, per_scale in results.items():
@@ -210,9 +200,11 @@ def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
     run = loop.RunDirectory(
         model_dir,
         params,
-        _architecture(gen_config, critic_config, d),
+        _architecture(gen_config, critic_config, d, cfg.mixed_precision),
         resume,
         kind="fsr",
+        # The features G learns from come from this stage-1 model.
+        pinned=loop.RESUME_PINNED + ("fer_model",),
     )
 
     keras.utils.set_random_seed(cfg.seed)
@@ -270,7 +262,8 @@ def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
         "generator_best": run.path("generator_best.keras"),
         "fsr_fer": run.path("fsr_fer.keras"),
     }
-    predict = make_predict(steps)
+    predict = eval_lib.make_predict(fer_model, generator)
+    image_size = eval_lib.input_size(fer_model)
     validation = {}
 
     def save(current_batches):
@@ -284,6 +277,7 @@ def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
             scales,
             cfg.batch_size,
             cfg.eval_images,
+            image_size,
             val_writer,
             gan_step,
         )
@@ -341,6 +335,7 @@ def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
                 seed=cfg.seed,
                 epoch=epoch,
                 skip_batches=offset,
+                image_size=image_size,
                 max_shift=0,  # released FSR code: horizontal flips only
                 max_rotation=0.0,
             )

@@ -1,9 +1,11 @@
 """What both training stages share: the run directory, checkpoints, summaries,
 progress lines, non-finite detection, best-model tracking and exports.
 
-The steps (what one update computes) live in `steps.py`; the entry points
-(`train_fer.py`, `train_fsr.py`) own the order of things; this module owns the
-bookkeeping around them.
+What one update computes lives in `fer_steps.py` (stage 1) and `steps.py`
+(stage 2); the loops in `fer_loop.py` and `fsr_loop.py` own the order of
+things (data, steps, validation, saving); this module owns the bookkeeping
+around them. The entry points (`train_fer.py`, `train_fsr.py`) only turn
+flags into configs.
 """
 
 import contextlib
@@ -58,12 +60,48 @@ def _diff(old, new, prefix=""):
     return out
 
 
+def _lookup(params, dotted):
+    """params["a"]["b"] for "a.b" (None where a level is missing)."""
+    value = params
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+# Settings a resumed run must keep: they fix which images the saved data
+# position and RNG state refer to (the train split, its order and batching).
+RESUME_PINNED = (
+    "train.batch_size",
+    "train.seed",
+    "data.data_format",
+    "data.data_dir",
+    "data.test_fraction",
+    "data.synthetic_train",
+    "data.synthetic_test",
+    "data.synthetic_seed",
+    "data.image_size",
+)
+
+
+def _damaged(checkpoint_path, error):
+    """The ConfigError for a checkpoint TensorFlow cannot read."""
+    text = str(error).strip()
+    first = text.splitlines()[0][:200] if text else ""
+    return errors.ConfigError(
+        f"cannot restore {checkpoint_path} ({type(error).__name__}: {first}); "
+        "the checkpoint is damaged or from other code. Delete it to fall back "
+        "to an older one, or choose a new --model_dir."
+    )
+
+
 def checkpoint_params(checkpoint_path):
     """The params a checkpoint written by `RunDirectory` carries, or None."""
     try:
         raw = tf.train.load_variable(checkpoint_path, _PARAMS_KEY)
     except (tf.errors.NotFoundError, ValueError):
         return None
+    except (tf.errors.OpError, IndexError) as e:
+        raise _damaged(checkpoint_path, e) from e
     return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
 
 
@@ -71,8 +109,10 @@ class RunDirectory:
     """A training run's folder: params, checkpoints, TensorBoard logs.
 
     On creation it refuses, with one clear error and without writing anything,
-    to reuse a folder whose checkpoint has a different architecture, or (when
-    `resume` is off) any folder that already holds a checkpoint.
+    to reuse a folder whose checkpoint has a different architecture or
+    different `pinned` settings, or (when `resume` is off) any folder that
+    already holds a checkpoint. Other changed settings (e.g. more steps) are
+    allowed and logged.
 
     Args:
         model_dir: the run folder (created if missing).
@@ -82,6 +122,8 @@ class RunDirectory:
             (e.g. model sizes); compared with the checkpoint's on resume.
         resume: continue from the latest checkpoint if there is one.
         kind: "fer" or "fsr", to refuse a stage-1 folder for stage 2 and back.
+        pinned: dotted keys of `params` that resuming may not change
+            (default RESUME_PINNED: the data, its order and batching).
 
     Example:
         run = RunDirectory("checkpoints/fer", params, arch, resume=True,
@@ -89,8 +131,10 @@ class RunDirectory:
         manager = run.checkpoint_manager(ckpt)
     """
 
-    def __init__(self, model_dir, params, architecture, resume, kind):
+    def __init__(self, model_dir, params, architecture, resume, kind,
+                 pinned=RESUME_PINNED):
         self.model_dir = os.path.abspath(model_dir)
+        self.pinned = tuple(pinned)
         # JSON round trip: tuples become lists, as they come back from a
         # checkpoint, so a resumed run compares equal to itself.
         self.params = json.loads(
@@ -146,6 +190,28 @@ class RunDirectory:
                 f"({'; '.join(changes[:4])}); use the same settings to resume "
                 "or choose a new --model_dir. Nothing was overwritten."
             )
+        pinned = [
+            f"{key}: {_lookup(old, key)!r} -> {_lookup(self.params, key)!r}"
+            for key in self.pinned
+            if _lookup(old, key) != _lookup(self.params, key)
+        ]
+        if old and pinned:
+            raise errors.ConfigError(
+                f"{where} holds a run started with other data settings "
+                f"({'; '.join(pinned[:4])}); resuming needs the same data, "
+                "seed and batch size. Use them or choose a new --model_dir. "
+                "Nothing was overwritten."
+            )
+        others = [
+            c for c in _diff(old, self.params)
+            if not c.startswith("architecture.")
+        ]
+        if old and others:
+            logging.warning(
+                "Resuming %s with changed settings: %s",
+                self.model_dir,
+                "; ".join(others),
+            )
 
     def path(self, *parts):
         return os.path.join(self.model_dir, *parts)
@@ -165,7 +231,10 @@ class RunDirectory:
         if manager.latest_checkpoint is None:
             return None
         # The params variable is restored too; its value is this run's anyway.
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        try:
+            checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        except (tf.errors.OpError, ValueError, IndexError) as e:
+            raise _damaged(manager.latest_checkpoint, e) from e
         self._params_variable.assign(json.dumps(self.params, sort_keys=True))
         logging.info("Resumed from %s", manager.latest_checkpoint)
         return manager.latest_checkpoint

@@ -70,6 +70,18 @@ def test_user_error_is_one_line(tmp_path, capsys):
     assert str(tmp_path / "absent") in err[0]
 
 
+def test_positional_argument_is_one_line(tree, capsys):
+    FLAGS.data_format = "folder"
+    FLAGS.data_dir = tree
+    with pytest.raises(SystemExit) as info:
+        errors.cli_main(inspect_lib.main)(["inspect", tree])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing loaded or printed
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "unexpected arguments" in err[0]
+
+
 def test_bad_flag_is_one_line(capsys):
     with pytest.raises(SystemExit) as info:
         data_flags.parse_flags(["inspect", "--data_format=imagenet"])

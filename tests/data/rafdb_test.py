@@ -138,8 +138,13 @@ def test_missing_images(tmp_path):
     dataset = load(root, max_missing=0.2)
     assert len(dataset.split("train")) == 4
     assert len(dataset.skipped) == 1
-    assert dataset.skipped[0].path.endswith("train_00004_aligned.jpg")
-    assert "missing" in dataset.skipped[0].reason
+    # The line number goes with the path, so one reason covers every skip.
+    assert dataset.skipped[0].path.endswith(
+        f"train_00004_aligned.jpg ({rafdb.LABEL_FILE} line 4)"
+    )
+    assert dataset.skipped[0].reason == (
+        f"listed in {rafdb.LABEL_FILE} but the image is missing"
+    )
 
 
 def test_corrupt_and_strict(tmp_path):

@@ -42,7 +42,7 @@ def np_loewner_grad(s, g, f, df, rtol=1e-10):
     repeated = np.abs(gap) <= rtol * np.maximum(np.abs(li), np.abs(lj))
     safe = np.where(repeated, 1.0, gap)
     if f is np.log:  # log(big/small) via log1p: no cancellation.
-        big, small = np.maximum(li, lj), np.minimum(li, lj)
+        small = np.minimum(li, lj)
         quotient = np.log1p(np.abs(safe) / small) / np.abs(safe)
     else:
         quotient = (f(li) - f(lj)) / safe

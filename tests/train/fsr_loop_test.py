@@ -178,6 +178,7 @@ def test_generator_for_another_feature_size_is_refused(tiny_run, tmp_path):
         ("p", 0.0, "--p must be > 0"),
         ("sigma", 1.0, "--sigma must be > 1"),
         ("r", -1.0, "--r must be > 0"),
+        ("k", -0.5, "--k must be >= 0"),
         ("scales", "", "--scales is empty"),
         ("scales", "0,2", "--scales must be >= 1"),
         ("scales", "2,x", "comma-separated integers"),
@@ -189,6 +190,11 @@ def test_generator_for_another_feature_size_is_refused(tiny_run, tmp_path):
 def test_out_of_range_settings(field, value, match):
     with pytest.raises(errors.ConfigError, match=match):
         fsr_loop.validate_config(dataclasses.replace(CFG, **{field: value}))
+
+
+def test_zero_penalty_weight_is_allowed():
+    # k = 0 turns the WGAN-div penalty off (as losses.check_wgan_div allows).
+    assert fsr_loop.validate_config(dataclasses.replace(CFG, k=0.0))
 
 
 def test_released_recipe_overlay_and_explicit_flags():

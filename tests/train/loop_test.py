@@ -149,3 +149,46 @@ def test_read_scalars_round_trip(tmp_path):
     assert scalars == {"loss": [(1, 2.0), (3, 1.25)], "acc": [(1, 0.25)]}
     with pytest.raises(errors.DataError, match="does not exist"):
         loop.read_scalars(str(tmp_path / "nope"))
+
+
+def test_pinned_settings_refused_and_other_changes_logged(tmp_path, caplog):
+    params = {"train": {"batch_size": 8, "seed": 0, "steps": 10},
+              "data": {"data_format": "synthetic", "data_dir": None}}
+    run = loop.RunDirectory(tmp_path / "r", params, ARCH, True, "fer")
+    _save_checkpoint(run)
+    before = open(run.path("params.yaml")).read()
+    for key, value, shown in (("batch_size", 16, "train.batch_size: 8 -> 16"),
+                              ("seed", 3, "train.seed: 0 -> 3")):
+        changed = {**params, "train": {**params["train"], key: value}}
+        with pytest.raises(errors.ConfigError, match=shown):
+            loop.RunDirectory(tmp_path / "r", changed, ARCH, True, "fer")
+    other_data = {**params, "data": {"data_format": "folder",
+                                     "data_dir": "/x"}}
+    with pytest.raises(errors.ConfigError, match="data.data_dir: None -> '/x'"):
+        loop.RunDirectory(tmp_path / "r", other_data, ARCH, True, "fer")
+    assert open(run.path("params.yaml")).read() == before
+    # A pinned key of the caller's choosing (stage 2: the stage-1 model).
+    with pytest.raises(errors.ConfigError, match="fer_model: None -> 'b'"):
+        loop.RunDirectory(tmp_path / "r", {**params, "fer_model": "b"}, ARCH,
+                          True, "fer", pinned=("fer_model",))
+    longer = {**params, "train": {**params["train"], "steps": 20}}
+    with caplog.at_level("WARNING"):
+        resumed = loop.RunDirectory(tmp_path / "r", longer, ARCH, True, "fer")
+    assert resumed.resuming
+    assert "train.steps: 10 -> 20" in caplog.text
+
+
+def test_damaged_checkpoint_is_a_config_error(tmp_path):
+    run = loop.RunDirectory(tmp_path / "r", {}, ARCH, True, "fer")
+    ckpt, manager, _ = _save_checkpoint(run)
+    data = [f for f in os.listdir(run.model_dir) if ".data-" in f]
+    assert data
+    for name in data:
+        with open(run.path(name), "wb") as f:
+            f.write(b"\0garbage")
+    with pytest.raises(errors.ConfigError, match="cannot restore .*ckpt-5.*"
+                       "Delete it"):
+        run.restore(ckpt, manager)
+    # Opening the damaged folder again fails the same way, not deep in TF.
+    with pytest.raises(errors.ConfigError, match="cannot restore .*ckpt-5"):
+        loop.RunDirectory(tmp_path / "r", {}, ARCH, True, "fer")

@@ -34,6 +34,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from fsr_fer_tf import benchmark  # noqa: E402
 from fsr_fer_tf.configs import COVPOOL_PRESETS  # noqa: E402
 from fsr_fer_tf.configs import CRITIC_PRESETS  # noqa: E402
 from fsr_fer_tf.configs import GENERATOR_PRESETS  # noqa: E402
@@ -98,22 +99,8 @@ def frozen_parts(preset):
 
 
 def timed(fn, *args):
-    """(median, min) seconds of REPEATS calls after one warm-up call."""
-    out = fn(*args)
-    _block(out)
-    times = []
-    for _ in range(REPEATS.value):
-        start = time.perf_counter()
-        _block(fn(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), float(np.min(times))
-
-
-def _block(out):
-    """Waits for the result (host copy of every output tensor)."""
-    for value in tf.nest.flatten(out):
-        if isinstance(value, tf.Tensor):
-            value.numpy()
+    """(median, min) seconds of --repeats calls after one warm-up call."""
+    return benchmark.timed(fn, *args, repeats=REPEATS.value)
 
 
 def make_models(preset, d):
@@ -203,10 +190,7 @@ def run_preset(preset):
 
 def main(argv):
     del argv
-    print(
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, devices: "
-        f"{[d.device_type for d in tf.config.list_logical_devices()]}"
-    )
+    print(benchmark.environment())
     for preset in PRESETS.value:
         run_preset(preset)
 

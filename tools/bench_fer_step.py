@@ -1,0 +1,109 @@
+r"""Benchmarks the stage-1 training step (`fsr_fer_tf.train.fer_steps`).
+
+For each preset (`paper`: the released CovPoolFER, 256 channels, 128x128 SPD
+feature; `demo`), at batch `--batch` (paper: 128) of 100x100 faces, this
+times in one run, on whatever CPU/GPU TensorFlow sees:
+
+1. the baseline: the model's forward pass in inference mode;
+2. `ClassifierSteps.train_step` (forward in training mode, cross-entropy +
+   weight decay + center loss, backward through the SPD layers, Adam, the
+   BiMap retraction, the centre update), with the preset's training
+   settings;
+
+and prints ms/step (median and minimum of `--repeats` calls after one
+warm-up call, which traces), images/s, the ratio of the step to the
+forward pass, and what the preset's whole schedule would take at that
+speed on RAF-DB's 12271 training faces.
+
+Usage:
+  python tools/bench_fer_step.py --presets=demo
+  python tools/bench_fer_step.py --presets=paper --repeats=3
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from fsr_fer_tf import benchmark  # noqa: E402
+from fsr_fer_tf.configs import COVPOOL_PRESETS  # noqa: E402
+from fsr_fer_tf.configs import FER_TRAIN_PRESETS  # noqa: E402
+from fsr_fer_tf.models.covpool import build_covpoolfer  # noqa: E402
+from fsr_fer_tf.train.fer_steps import ClassifierSteps  # noqa: E402
+
+RAFDB_TRAIN_IMAGES = 12271
+
+PRESETS = flags.DEFINE_list(
+    "presets", ["demo", "paper"], "Presets to run (COVPOOL_PRESETS names)."
+)
+BATCH = flags.DEFINE_integer(
+    "batch", 128, "Faces per step (the released recipe's 128)."
+)
+REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement.")
+MIXED = flags.DEFINE_bool(
+    "mixed_precision", False, "Build the model under mixed_float16."
+)
+SEED = flags.DEFINE_integer("seed", 0, "Seed of weights and inputs.")
+
+
+def make_steps(preset):
+    """ClassifierSteps for a preset's model and training settings."""
+    cfg = FER_TRAIN_PRESETS[preset]
+    policy = keras.config.dtype_policy()
+    if MIXED.value:
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = build_covpoolfer(COVPOOL_PRESETS[preset])
+        optimizer = keras.optimizers.Adam(1e-3, epsilon=cfg.adam_epsilon)
+        if MIXED.value:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    optimizer.build(model.trainable_variables)
+    steps = ClassifierSteps(model, optimizer, cfg.weight_decay,
+                            cfg.center_loss_weight, cfg.center_loss_alpha)
+    return steps, cfg
+
+
+def run_preset(preset):
+    keras.utils.set_random_seed(SEED.value)
+    steps, cfg = make_steps(preset)
+    b = BATCH.value
+    size = COVPOOL_PRESETS[preset].image_size
+    rng = np.random.default_rng(SEED.value)
+    images = tf.constant(rng.uniform(0, 255, (b, size, size, 3)), tf.float32)
+    labels = tf.constant(rng.integers(0, 7, b), tf.int32)
+    forward = tf.function(lambda x: steps.model(x, training=False))
+    rows = [("forward (inference)", benchmark.timed(forward, images,
+                                                     repeats=REPEATS.value))]
+    rows.append(("train_step", benchmark.timed(steps.train_step, images,
+                                               labels, repeats=REPEATS.value)))
+    base = rows[0][1][1]
+    print(f"\n{preset}: batch {b}, {size}x{size} faces, "
+          f"{'mixed_float16' if MIXED.value else 'float32'}")
+    print(f"{'':24s} {'median ms':>10s} {'min ms':>9s} {'img/s':>8s} "
+          f"{'x forward':>10s}")
+    for name, (median, minimum) in rows:
+        print(f"{name:24s} {1e3 * median:10.1f} {1e3 * minimum:9.1f} "
+              f"{b / minimum:8.1f} {minimum / base:10.2f}")
+    step_s = rows[1][1][1]
+    total = cfg.epochs * (RAFDB_TRAIN_IMAGES // b)
+    print(f"the {preset} schedule on RAF-DB ({cfg.epochs} epochs x "
+          f"{RAFDB_TRAIN_IMAGES // b} steps = {total} steps) would take "
+          f"{total * step_s / 3600:.1f} h at this speed")
+
+
+def main(argv):
+    del argv
+    print(benchmark.environment())
+    for preset in PRESETS.value:
+        run_preset(preset)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -193,8 +193,11 @@ def train_fer(model_config, cfg, data_config, model_dir, resume=True,
         "total_steps": total_steps,
     }
     run = loop.RunDirectory(
-        model_dir, params, _architecture(model_config, cfg.mixed_precision), resume,
-        kind="fer"
+        model_dir,
+        params,
+        _architecture(model_config, cfg.mixed_precision),
+        resume,
+        kind="fer",
     )
 
     keras.utils.set_random_seed(cfg.seed)

@@ -54,7 +54,11 @@ def _installed_tensorflow():
     }
     try:
         out = subprocess.run(
-            [sys.executable, "-c", _FIND_INSTALLED.format(dists=TF_DISTRIBUTIONS)],
+            [
+                sys.executable,
+                "-c",
+                _FIND_INSTALLED.format(dists=TF_DISTRIBUTIONS),
+            ],
             env=env,
             capture_output=True,
             text=True,

@@ -151,7 +151,9 @@ GENERATOR_PRESETS = {
         use_batch_norm=True, tail_kernel_size=8, symmetrize_output=False
     ),
     # input_skip: the demo's few hundred steps start G at the identity.
-    "demo": GeneratorConfig(filters=16, growth=8, num_blocks=2, input_skip=True),
+    "demo": GeneratorConfig(
+        filters=16, growth=8, num_blocks=2, input_skip=True
+    ),
 }
 
 CRITIC_PRESETS = {

@@ -35,8 +35,9 @@ def define_flags():
         return
     _DEFINED.append(True)
     flags.DEFINE_string(
-        "run_dir", "checkpoints/demo",
-        "Run folder: data/, fer/, fsr/ and eval/ go inside."
+        "run_dir",
+        "checkpoints/demo",
+        "Run folder: data/, fer/, fsr/ and eval/ go inside.",
     )
     flags.DEFINE_string(
         "fer_preset", "demo", "train_fer preset (paper | demo)."
@@ -54,15 +55,24 @@ def define_flags():
         "fsr_steps", None, "Override the stage-2 preset's GAN steps."
     )
     flags.DEFINE_list(
-        "scales", ["1", "2", "3", "4", "5", "6", "7", "8"],
-        "Scales of the final evaluation (1 = HR)."
+        "scales",
+        ["1", "2", "3", "4", "5", "6", "7", "8"],
+        "Scales of the final evaluation (1 = HR).",
     )
     data_flags.define_data_flags()
 
 
-def run_demo(run_dir, data_config, fer_preset="demo", fsr_preset="demo",
-             recipe="paper", fer_overrides=None, fsr_overrides=None,
-             scales=(1, 2, 3, 4, 5, 6, 7, 8), examples=6):
+def run_demo(
+    run_dir,
+    data_config,
+    fer_preset="demo",
+    fsr_preset="demo",
+    recipe="paper",
+    fer_overrides=None,
+    fsr_overrides=None,
+    scales=(1, 2, 3, 4, 5, 6, 7, 8),
+    examples=6,
+):
     """Runs data -> stage 1 -> stage 2 -> evaluation; returns the results.
 
     Args:
@@ -185,9 +195,11 @@ def main(argv):
     )
     print()
     evaluate.print_table(results)
-    print(f"\nrun directory: {os.path.abspath(FLAGS.run_dir)}  "
-          f"(tensorboard --logdir {FLAGS.run_dir}; notebooks/ take it as "
-          "RUN_DIR)")
+    print(
+        f"\nrun directory: {os.path.abspath(FLAGS.run_dir)}  "
+        f"(tensorboard --logdir {FLAGS.run_dir}; notebooks/ take it as "
+        "RUN_DIR)"
+    )
 
 
 def run():

@@ -22,8 +22,16 @@ def scale_key(scale):
     return f"x{int(scale)}"
 
 
-def collect(split, scales, batch_size, predict, limit=0, log_every=0,
-            lr_native=False, image_size=100):
+def collect(
+    split,
+    scales,
+    batch_size,
+    predict,
+    limit=0,
+    log_every=0,
+    lr_native=False,
+    image_size=100,
+):
     """Runs `predict` over the split at every scale.
 
     Args:
@@ -143,8 +151,11 @@ def load_generator(path, feature_size):
         ) from None
     if not isinstance(model, generator_lib.RRDBGenerator):
         names = [layer.name for layer in getattr(model, "layers", [])]
-        inner = [layer for layer in getattr(model, "layers", [])
-                 if isinstance(layer, generator_lib.RRDBGenerator)]
+        inner = [
+            layer
+            for layer in getattr(model, "layers", [])
+            if isinstance(layer, generator_lib.RRDBGenerator)
+        ]
         if not inner:
             raise errors.ConfigError(
                 f"--fsr_model {path} holds no RRDB generator (layers "
@@ -171,8 +182,9 @@ def _run_params(model_path):
     """The params.yaml beside a model file (its run directory), or {}."""
     from fsr_fer_tf.train import loop
 
-    path = os.path.join(os.path.dirname(os.path.abspath(model_path)),
-                        "params.yaml")
+    path = os.path.join(
+        os.path.dirname(os.path.abspath(model_path)), "params.yaml"
+    )
     if not os.path.isfile(path):
         return {}
     return loop.read_yaml(path)
@@ -255,8 +267,9 @@ def noisy_predict(predict, sigma, image_size, seed=0):
     return wrapped
 
 
-def fit_svms(fer_model, generator, train_split, fsr_scales, batch_size,
-             limit=0):
+def fit_svms(
+    fer_model, generator, train_split, fsr_scales, batch_size, limit=0
+):
     """The released code's classifiers: linear SVMs on L2-normalised outputs
     of the training split ("bicubic"/"hr": CovPoolFER on HR faces; "fsr":
     FSR-FER on LR faces of every training scale, pooled)."""
@@ -264,15 +277,27 @@ def fit_svms(fer_model, generator, train_split, fsr_scales, batch_size,
 
     num_classes = int(fer_model.output_shape[-1])
     size = input_size(fer_model)
-    hr = collect(train_split, (1,), batch_size, make_predict(fer_model),
-                 limit=limit, image_size=size)["bicubic"]["x1"]
-    svms = {"bicubic": svm.LinearSVM().fit(hr["logits"], hr["labels"],
-                                           num_classes)}
+    hr = collect(
+        train_split,
+        (1,),
+        batch_size,
+        make_predict(fer_model),
+        limit=limit,
+        image_size=size,
+    )["bicubic"]["x1"]
+    svms = {
+        "bicubic": svm.LinearSVM().fit(hr["logits"], hr["labels"], num_classes)
+    }
     svms["hr"] = svms["bicubic"]
     if generator is not None:
-        lr = collect(train_split, fsr_scales, batch_size,
-                     make_predict(fer_model, generator), limit=limit,
-                     image_size=size)["fsr"]
+        lr = collect(
+            train_split,
+            fsr_scales,
+            batch_size,
+            make_predict(fer_model, generator),
+            limit=limit,
+            image_size=size,
+        )["fsr"]
         svms["fsr"] = svm.LinearSVM().fit(
             np.concatenate([r["logits"] for r in lr.values()]),
             np.concatenate([r["labels"] for r in lr.values()]),
@@ -288,8 +313,18 @@ def apply_svms(collected, svms):
             r["logits"] = svms[method].decision_function(r["logits"])
 
 
-def evaluate(fer_model, generator, split, scales, batch_size,
-             noise_sigmas=(), limit=0, log_every=0, seed=0, svms=None):
+def evaluate(
+    fer_model,
+    generator,
+    split,
+    scales,
+    batch_size,
+    noise_sigmas=(),
+    limit=0,
+    log_every=0,
+    seed=0,
+    svms=None,
+):
     """Every method on the same images at every scale (+ optional noise).
 
     With `svms` (from `fit_svms`), predictions are the SVMs' instead of the
@@ -303,8 +338,15 @@ def evaluate(fer_model, generator, split, scales, batch_size,
     """
     predict = make_predict(fer_model, generator)
     image_size = input_size(fer_model)
-    collected = collect(split, scales, batch_size, predict, limit=limit,
-                        log_every=log_every, image_size=image_size)
+    collected = collect(
+        split,
+        scales,
+        batch_size,
+        predict,
+        limit=limit,
+        log_every=log_every,
+        image_size=image_size,
+    )
     # "hr": CovPoolFER on the 100x100 face, which bicubic at x1 already is
     # (a copy: apply_svms rewrites each entry's logits in place).
     if 1 in scales:
@@ -312,7 +354,11 @@ def evaluate(fer_model, generator, split, scales, batch_size,
     else:
         hr_only = make_predict(fer_model)
         collected["hr"] = collect(
-            split, (1,), batch_size, hr_only, limit=limit,
+            split,
+            (1,),
+            batch_size,
+            hr_only,
+            limit=limit,
             image_size=image_size,
         )["bicubic"]
     if svms:

@@ -32,42 +32,55 @@ def define_flags():
         return
     _DEFINED.append(True)
     flags.DEFINE_string(
-        "fer_model", None, "Stage-1 CovPoolFER .keras file (train_fer's "
-        "final.keras)."
+        "fer_model",
+        None,
+        "Stage-1 CovPoolFER .keras file (train_fer's final.keras).",
     )
     flags.DEFINE_string(
-        "fsr_model", None, "Optional stage-2 generator .keras file (train_fsr's "
-        "generator.keras or generator_best.keras); adds the 'fsr' method."
+        "fsr_model",
+        None,
+        "Optional stage-2 generator .keras file (train_fsr's "
+        "generator.keras or generator_best.keras); adds the 'fsr' method.",
     )
     flags.DEFINE_string(
-        "split", "test", "Split to evaluate (RAF-DB: the 3068-image test split, "
-        "as the paper)."
+        "split",
+        "test",
+        "Split to evaluate (RAF-DB: the 3068-image test split, as the paper).",
     )
     flags.DEFINE_list(
-        "scales", ["1", "2", "3", "4", "5", "6", "7", "8"],
-        "Down-sampling factors; 1 is the HR upper bound (the paper: 2..8)."
+        "scales",
+        ["1", "2", "3", "4", "5", "6", "7", "8"],
+        "Down-sampling factors; 1 is the HR upper bound (the paper: 2..8).",
     )
     flags.DEFINE_list(
-        "noise_sigmas", [], "Optional Gaussian noise std (grey levels) added to "
-        "the native LR face, as FERAtt's robustness study; e.g. 5,10,20."
+        "noise_sigmas",
+        [],
+        "Optional Gaussian noise std (grey levels) added to "
+        "the native LR face, as FERAtt's robustness study; e.g. 5,10,20.",
     )
     flags.DEFINE_string(
-        "out_dir", None, "Where the report goes (default: eval/ beside "
-        "--fsr_model, else beside --fer_model)."
+        "out_dir",
+        None,
+        "Where the report goes (default: eval/ beside "
+        "--fsr_model, else beside --fer_model).",
     )
     flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.")
     flags.DEFINE_integer(
         "limit", 0, "Evaluate only the first N images of the split (0: all)."
     )
     flags.DEFINE_enum(
-        "classifier", "argmax", ["argmax", "svm"],
+        "classifier",
+        "argmax",
+        ["argmax", "svm"],
         "'argmax' of the head's logits (primary protocol), or 'svm': the "
         "released code's linear SVM on L2-normalised outputs, fitted on the "
-        "training split."
+        "training split.",
     )
     flags.DEFINE_integer(
-        "svm_train_limit", 0, "With --classifier=svm: fit on the first N "
-        "training images only (0: all)."
+        "svm_train_limit",
+        0,
+        "With --classifier=svm: fit on the first N "
+        "training images only (0: all).",
     )
     flags.DEFINE_integer(
         "examples", 6, "Faces shown in examples.png (one per class first)."
@@ -80,8 +93,7 @@ def _parse_numbers(values, what, kind):
         return tuple(kind(v) for v in values if str(v).strip())
     except ValueError:
         raise errors.ConfigError(
-            f"--{what} must be comma-separated numbers, got "
-            f"{','.join(values)}."
+            f"--{what} must be comma-separated numbers, got {','.join(values)}."
         ) from None
 
 
@@ -122,10 +134,17 @@ def examples_figure(split, collected, scales, indices, image_size=100):
     subset = split.subset(indices)
     for scale in scales:
         key = f"x{scale}"
-        batch = next(iter(pipeline.make_dataset(
-            subset, batch_size=len(indices), training=False, scales=(scale,),
-            image_size=image_size,
-        )))
+        batch = next(
+            iter(
+                pipeline.make_dataset(
+                    subset,
+                    batch_size=len(indices),
+                    training=False,
+                    scales=(scale,),
+                    image_size=image_size,
+                )
+            )
+        )
         for row, i in enumerate(indices):
             parts, ok = [], True
             for method in ("bicubic", "fsr"):
@@ -137,8 +156,9 @@ def examples_figure(split, collected, scales, indices, image_size=100):
                 parts.append(f"{short[method]}: {names[pred]}")
                 ok = ok and pred == int(split.labels[i])
             images.append(batch["lr"].numpy()[row])
-            captions.append(f"{key} {names[split.labels[i]]}\n"
-                            + "\n".join(parts))
+            captions.append(
+                f"{key} {names[split.labels[i]]}\n" + "\n".join(parts)
+            )
             colours.append("green" if ok else "red")
     # Reorder: one row per face, one column per scale.
     n = len(indices)
@@ -152,8 +172,16 @@ def examples_figure(split, collected, scales, indices, image_size=100):
     )
 
 
-def write_report(out_dir, results, split, collected, scales, n_examples,
-                 figures=True, image_size=100):
+def write_report(
+    out_dir,
+    results,
+    split,
+    collected,
+    scales,
+    n_examples,
+    figures=True,
+    image_size=100,
+):
     """Writes results.json, the tables and (unless `figures` is off) every
     figure; returns {file name: path}."""
     from fsr_fer_tf import plots
@@ -172,24 +200,46 @@ def write_report(out_dir, results, split, collected, scales, n_examples,
     write("table1.csv", report.table1_csv(results))
     if not figures:
         return paths
-    write("accuracy_vs_scale.png",
-          plots.figure_to_png(report.accuracy_vs_scale_figure(results)), True)
+    write(
+        "accuracy_vs_scale.png",
+        plots.figure_to_png(report.accuracy_vs_scale_figure(results)),
+        True,
+    )
     for scale in scales:
         key = f"x{scale}"
-        write(f"confusion_{key}.png",
-              plots.figure_to_png(report.confusion_figure(results, key)), True)
+        write(
+            f"confusion_{key}.png",
+            plots.figure_to_png(report.confusion_figure(results, key)),
+            True,
+        )
     if n_examples > 0:
         indices = example_indices(split.labels, n_examples)
-        write("examples.png", plots.figure_to_png(
-            examples_figure(split, collected, scales, indices, image_size)),
-            True)
+        write(
+            "examples.png",
+            plots.figure_to_png(
+                examples_figure(split, collected, scales, indices, image_size)
+            ),
+            True,
+        )
     return paths
 
 
-def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
-                 scales, noise_sigmas, out_dir, batch_size=64, limit=0,
-                 n_examples=6, dataset=None, figures=True,
-                 classifier="argmax", svm_train_limit=0):
+def evaluate_run(
+    fer_model_path,
+    fsr_model_path,
+    data_config,
+    split_name,
+    scales,
+    noise_sigmas,
+    out_dir,
+    batch_size=64,
+    limit=0,
+    n_examples=6,
+    dataset=None,
+    figures=True,
+    classifier="argmax",
+    svm_train_limit=0,
+):
     """Evaluates and writes the report; returns the results dict.
 
     Args:
@@ -216,13 +266,17 @@ def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
     from fsr_fer_tf.train import fsr_loop
 
     errors.require(scales, "--scales is empty; e.g. --scales=1,2,3,4,5,6,7,8.")
-    errors.require(all(s >= 1 for s in scales),
-                   f"--scales must be >= 1, got {scales}.")
-    errors.require(all(s >= 0 for s in noise_sigmas),
-                   "--noise_sigmas must be >= 0.")
+    errors.require(
+        all(s >= 1 for s in scales), f"--scales must be >= 1, got {scales}."
+    )
+    errors.require(
+        all(s >= 0 for s in noise_sigmas), "--noise_sigmas must be >= 0."
+    )
     errors.require(batch_size > 0, "--batch_size must be > 0.")
-    errors.require(classifier in ("argmax", "svm"),
-                   f"--classifier must be argmax or svm, got {classifier}.")
+    errors.require(
+        classifier in ("argmax", "svm"),
+        f"--classifier must be argmax or svm, got {classifier}.",
+    )
     _check_out_dir(out_dir)
     fer_model = fsr_loop.load_fer_model(fer_model_path)
     num_classes = int(fer_model.output_shape[-1])
@@ -239,8 +293,11 @@ def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
             fsr_model_path, fsr_loop.feature_size(fer_model)
         )
         trained = eval_lib.trained_scales(fsr_model_path)
-        untrained = [s for s in scales if s > 1 and trained is not None
-                     and s not in trained]
+        untrained = [
+            s
+            for s in scales
+            if s > 1 and trained is not None and s not in trained
+        ]
         if untrained:
             logging.warning(
                 "the generator was trained for scales %s, not %s; evaluating "
@@ -252,15 +309,29 @@ def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
         dataset = loader.load_dataset(data_config)
     split = dataset.split(split_name)
     n_images = min(limit, len(split)) if limit else len(split)
-    logging.info("Evaluating %d images of %s/%s at scales %s", n_images,
-                 dataset.name, split_name, ",".join(map(str, scales)))
+    logging.info(
+        "Evaluating %d images of %s/%s at scales %s",
+        n_images,
+        dataset.name,
+        split_name,
+        ",".join(map(str, scales)),
+    )
     svms = None
     if classifier == "svm":
-        fsr_scales = (eval_lib.trained_scales(fsr_model_path) or
-                      (2, 3, 4, 5, 6, 7, 8)) if fsr_model_path else ()
+        fsr_scales = (
+            (eval_lib.trained_scales(fsr_model_path) or (2, 3, 4, 5, 6, 7, 8))
+            if fsr_model_path
+            else ()
+        )
         logging.info("Fitting the SVM classifiers on the train split")
-        svms = eval_lib.fit_svms(fer_model, generator, dataset.split("train"),
-                                 fsr_scales, batch_size, svm_train_limit)
+        svms = eval_lib.fit_svms(
+            fer_model,
+            generator,
+            dataset.split("train"),
+            fsr_scales,
+            batch_size,
+            svm_train_limit,
+        )
     summaries, collected, noise = eval_lib.evaluate(
         fer_model,
         generator,
@@ -284,15 +355,17 @@ def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
         "methods": summaries,
         "config": {
             "fer_model": os.path.abspath(fer_model_path),
-            "fsr_model": (os.path.abspath(fsr_model_path)
-                          if fsr_model_path else None),
+            "fsr_model": (
+                os.path.abspath(fsr_model_path) if fsr_model_path else None
+            ),
             "scales": list(scales),
             "noise_sigmas": list(noise_sigmas),
             "batch_size": batch_size,
             "limit": limit,
             "classifier": (
-                "argmax of the head's logits" if classifier == "argmax" else
-                "linear SVM on L2-normalised outputs, fitted on the train "
+                "argmax of the head's logits"
+                if classifier == "argmax"
+                else "linear SVM on L2-normalised outputs, fitted on the train "
                 "split (released code's protocol)"
             ),
             "data": dataclasses.asdict(data_config),
@@ -303,8 +376,16 @@ def evaluate_run(fer_model_path, fsr_model_path, data_config, split_name,
         results["noise"] = noise
     if limit:
         split = split.subset(range(n_images))
-    paths = write_report(out_dir, results, split, collected, scales,
-                         n_examples, figures, eval_lib.input_size(fer_model))
+    paths = write_report(
+        out_dir,
+        results,
+        split,
+        collected,
+        scales,
+        n_examples,
+        figures,
+        eval_lib.input_size(fer_model),
+    )
     logging.info("Wrote %s", ", ".join(sorted(paths)))
     return results
 
@@ -314,14 +395,19 @@ def print_table(results, file=sys.stdout):
     from fsr_fer_tf import paper
     from fsr_fer_tf import report
 
-    keys = sorted({k for v in results["methods"].values() for k in v},
-                  key=lambda k: int(k[1:]))
+    keys = sorted(
+        {k for v in results["methods"].values() for k in v},
+        key=lambda k: int(k[1:]),
+    )
     print("method".ljust(40) + "".join(k.rjust(8) for k in keys), file=file)
     for method, per_scale in results["methods"].items():
         label = report.METHOD_LABELS.get(method, method) + " (ours)"
         cells = "".join(
-            (f"{100 * per_scale[k]['accuracy']:.2f}" if k in per_scale
-             else "-").rjust(8)
+            (
+                f"{100 * per_scale[k]['accuracy']:.2f}"
+                if k in per_scale
+                else "-"
+            ).rjust(8)
             for k in keys
         )
         print(label.ljust(40) + cells, file=file)
@@ -346,8 +432,9 @@ def main(argv):
     scales = _parse_numbers(FLAGS.scales, "scales", int)
     sigmas = _parse_numbers(FLAGS.noise_sigmas, "noise_sigmas", float)
     anchor = FLAGS.fsr_model or FLAGS.fer_model
-    out_dir = FLAGS.out_dir or os.path.join(os.path.dirname(
-        os.path.abspath(anchor)), "eval")
+    out_dir = FLAGS.out_dir or os.path.join(
+        os.path.dirname(os.path.abspath(anchor)), "eval"
+    )
     results = evaluate_run(
         FLAGS.fer_model,
         FLAGS.fsr_model,

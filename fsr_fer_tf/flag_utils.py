@@ -41,8 +41,9 @@ def attribute_docs(cls):
     return docs
 
 
-def define_config_flags(default_config, exclude=(), flag_values=flags.FLAGS,
-                        prefix=""):
+def define_config_flags(
+    default_config, exclude=(), flag_values=flags.FLAGS, prefix=""
+):
     """Defines a flag per field of `default_config` (a dataclass instance).
 
     Args:
@@ -66,8 +67,9 @@ def define_config_flags(default_config, exclude=(), flag_values=flags.FLAGS,
             raise ValueError(f"{cls.__name__}.{field.name} has no docstring")
         help_text += f" (paper preset: {default!r})"
         if isinstance(default, tuple):
-            raise ValueError(f"{cls.__name__}.{field.name}: tuples are "
-                             "not flags; exclude it")
+            raise ValueError(
+                f"{cls.__name__}.{field.name}: tuples are not flags; exclude it"
+            )
         if isinstance(default, bool):
             define = flags.DEFINE_bool
         elif isinstance(default, int):
@@ -153,8 +155,9 @@ def _coerce(config, key, value):
         ) from None
 
 
-def resolve_config(preset_config, names, flag_values=flags.FLAGS, prefix="",
-                   use_overrides=True):
+def resolve_config(
+    preset_config, names, flag_values=flags.FLAGS, prefix="", use_overrides=True
+):
     """Applies --config_file, --params_override and explicit flags to a preset.
 
     Args:
@@ -169,8 +172,11 @@ def resolve_config(preset_config, names, flag_values=flags.FLAGS, prefix="",
         A new dataclass instance.
     """
     overrides = {}
-    if use_overrides and "config_file" in flag_values and \
-            flag_values.config_file:
+    if (
+        use_overrides
+        and "config_file" in flag_values
+        and flag_values.config_file
+    ):
         data = loop.read_yaml(flag_values.config_file)
         if not isinstance(data, dict):
             raise errors.ConfigError(
@@ -182,7 +188,7 @@ def resolve_config(preset_config, names, flag_values=flags.FLAGS, prefix="",
         overrides.update(_parse_overrides(flag_values.params_override))
     for name in names:
         if flag_values[name].present:
-            overrides[name[len(prefix):]] = flag_values[name].value
+            overrides[name[len(prefix) :]] = flag_values[name].value
     # Unknown keys reach configs.replace, which names them in a ConfigError.
     overrides = {
         k: _coerce(preset_config, k, v) if hasattr(preset_config, k) else v

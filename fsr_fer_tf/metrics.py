@@ -14,7 +14,9 @@ def confusion_matrix(y_true, y_pred, num_classes=labels_lib.NUM_CLASSES):
     y_true = np.asarray(y_true, dtype=np.int64).ravel()
     y_pred = np.asarray(y_pred, dtype=np.int64).ravel()
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"{y_true.shape} labels but {y_pred.shape} predictions")
+        raise ValueError(
+            f"{y_true.shape} labels but {y_pred.shape} predictions"
+        )
     out_of_range = (y_true < 0) | (y_true >= num_classes)
     out_of_range |= (y_pred < 0) | (y_pred >= num_classes)
     if np.any(out_of_range):

@@ -24,8 +24,7 @@ def figure_to_png(fig, dpi=100):
     return buf.getvalue()
 
 
-def draw_confusion(ax, confusion, class_names=labels_lib.CLASS_NAMES,
-                   title=""):
+def draw_confusion(ax, confusion, class_names=labels_lib.CLASS_NAMES, title=""):
     """Draws a row-normalised confusion matrix with counts on `ax`.
 
     Args:

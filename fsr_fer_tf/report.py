@@ -40,7 +40,9 @@ def table_rows(results):
                 label,
                 "ours",
                 {
-                    k: 100 * per_scale[k]["accuracy"] if k in per_scale else None
+                    k: 100 * per_scale[k]["accuracy"]
+                    if k in per_scale
+                    else None
                     for k in keys
                 },
             )
@@ -107,8 +109,7 @@ def table1_csv(results):
     for label, source, values in rows:
         cells = [values.get(k) for k in keys] + [_mean(values, keys)]
         writer.writerow(
-            [label, source]
-            + ["" if v is None else f"{v:.3f}" for v in cells]
+            [label, source] + ["" if v is None else f"{v:.3f}" for v in cells]
         )
     return buf.getvalue()
 
@@ -122,11 +123,21 @@ def accuracy_vs_scale_figure(results):
         xs = [int(k[1:]) for k in keys]
         ys = [100 * per_scale[k]["accuracy"] for k in keys]
         if method == "hr":
-            ax.axhline(ys[0], color=colours["hr"], lw=1.5,
-                       label=f"{METHOD_LABELS['hr']} (ours)")
+            ax.axhline(
+                ys[0],
+                color=colours["hr"],
+                lw=1.5,
+                label=f"{METHOD_LABELS['hr']} (ours)",
+            )
             continue
-        ax.plot(xs, ys, "-o", color=colours.get(method), lw=2,
-                label=f"{METHOD_LABELS.get(method, method)} (ours)")
+        ax.plot(
+            xs,
+            ys,
+            "-o",
+            color=colours.get(method),
+            lw=2,
+            label=f"{METHOD_LABELS.get(method, method)} (ours)",
+        )
     paper_colours = {
         "Bicubic + CovPoolFER": "tab:blue",
         "FSR-FER": "tab:red",
@@ -136,12 +147,20 @@ def accuracy_vs_scale_figure(results):
     for label, colour in paper_colours.items():
         values = results["paper_table1"]["rows"][label]
         pts = [(int(k[1:]), v) for k, v in values.items() if v is not None]
-        ax.plot(*zip(*pts), "--", color=colour, lw=1.2, alpha=0.8,
-                label=f"{label} (paper, RAF-DB)")
+        ax.plot(
+            *zip(*pts),
+            "--",
+            color=colour,
+            lw=1.2,
+            alpha=0.8,
+            label=f"{label} (paper, RAF-DB)",
+        )
     ax.set_xlabel("down-sampling factor")
     ax.set_ylabel("total accuracy (%)")
-    ax.set_title(f"Accuracy vs scale: {results['dataset']['name']} "
-                 f"{results['dataset']['split']}")
+    ax.set_title(
+        f"Accuracy vs scale: {results['dataset']['name']} "
+        f"{results['dataset']['split']}"
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -153,8 +172,9 @@ def confusion_figure(results, key):
     methods = [m for m, v in results["methods"].items() if key in v]
     n = len(methods)
     k = len(results["dataset"]["class_names"])
-    fig, axes = plt.subplots(1, n, figsize=(0.3 + (0.75 * k + 1.2) * n,
-                                            0.8 + 0.7 * k), squeeze=False)
+    fig, axes = plt.subplots(
+        1, n, figsize=(0.3 + (0.75 * k + 1.2) * n, 0.8 + 0.7 * k), squeeze=False
+    )
     for ax, method in zip(axes[0], methods):
         r = results["methods"][method][key]
         plots.draw_confusion(

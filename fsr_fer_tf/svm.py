@@ -63,8 +63,13 @@ class LinearSVM:
         labels = np.asarray(labels)
         self.weights = np.stack(
             [
-                _fit_binary(x, np.where(labels == k, 1.0, -1.0), self.c,
-                            self.max_iter, self.tol)
+                _fit_binary(
+                    x,
+                    np.where(labels == k, 1.0, -1.0),
+                    self.c,
+                    self.max_iter,
+                    self.tol,
+                )
                 for k in range(num_classes)
             ],
             axis=1,

@@ -72,12 +72,16 @@ def define_flags():
     _TRAIN_FLAGS.extend(
         flag_utils.define_config_flags(configs.FSR_TRAIN_PRESETS["paper"])
     )
-    _G_FLAGS.extend(flag_utils.define_config_flags(
-        configs.GENERATOR_PRESETS["paper"], prefix="g_"
-    ))
-    _D_FLAGS.extend(flag_utils.define_config_flags(
-        configs.CRITIC_PRESETS["paper"], prefix="d_"
-    ))
+    _G_FLAGS.extend(
+        flag_utils.define_config_flags(
+            configs.GENERATOR_PRESETS["paper"], prefix="g_"
+        )
+    )
+    _D_FLAGS.extend(
+        flag_utils.define_config_flags(
+            configs.CRITIC_PRESETS["paper"], prefix="d_"
+        )
+    )
     flag_utils.define_override_flags()
 
 
@@ -120,8 +124,9 @@ def main(argv):
     print(f"generator: {result['generator']}")
     print(f"FSR-FER inference model: {result['fsr_fer']}")
     for method, per_scale in result["validation"].items():
-        row = " ".join(f"{k} {100 * r['accuracy']:.2f}"
-                       for k, r in per_scale.items())
+        row = " ".join(
+            f"{k} {100 * r['accuracy']:.2f}" for k, r in per_scale.items()
+        )
         print(f"{method:8s} {row}")
 
 

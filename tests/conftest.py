@@ -21,7 +21,9 @@ def _restore_dtype_policy():
 def shared_testdata():
     """Path of ../shared/testdata (MATLAB reference outputs)."""
     here = os.path.dirname(os.path.abspath(__file__))
-    path = os.path.normpath(os.path.join(here, "..", "..", "shared", "testdata"))
+    path = os.path.normpath(
+        os.path.join(here, "..", "..", "shared", "testdata")
+    )
     if not os.path.isdir(path):
         pytest.fail(f"{path} is missing: clone the repo beside ../shared.")
     return path
@@ -51,8 +53,12 @@ def tiny_run(tmp_path_factory):
     fer = fer_loop.train_fer(
         configs.CovPoolFERConfig(**TINY_MODEL),
         configs.FERTrainConfig(
-            batch_size=8, steps=6, learning_rate_schedule="0:0.01",
-            val_scales="1,4", eval_every_epochs=1, log_every=2,
+            batch_size=8,
+            steps=6,
+            learning_rate_schedule="0:0.01",
+            val_scales="1,4",
+            eval_every_epochs=1,
+            log_every=2,
         ),
         data_config,
         os.path.join(run_dir, "fer"),
@@ -60,22 +66,40 @@ def tiny_run(tmp_path_factory):
     )
     fsr = fsr_loop.train_fsr(
         fer["final"],
-        configs.GeneratorConfig(filters=4, growth=4, num_blocks=1,
-                                dense_convs=2),
+        configs.GeneratorConfig(
+            filters=4, growth=4, num_blocks=1, dense_convs=2
+        ),
         configs.CriticConfig(base_filters=2, dense_units=8),
         configs.FSRTrainConfig(
-            batch_size=8, steps=4, scales="2,4,8", eval_every=2,
-            log_every=1, checkpoint_every=2, lr_boundaries="3",
+            batch_size=8,
+            steps=4,
+            scales="2,4,8",
+            eval_every=2,
+            log_every=1,
+            checkpoint_every=2,
+            lr_boundaries="3",
         ),
         data_config,
         os.path.join(run_dir, "fsr"),
         dataset=dataset,
     )
     results = evaluate.evaluate_run(
-        fer["final"], fsr["generator"], data_config, "test", (1, 2, 4, 8),
-        (10.0,), os.path.join(run_dir, "eval"), batch_size=8, n_examples=3,
+        fer["final"],
+        fsr["generator"],
+        data_config,
+        "test",
+        (1, 2, 4, 8),
+        (10.0,),
+        os.path.join(run_dir, "eval"),
+        batch_size=8,
+        n_examples=3,
         dataset=dataset,
     )
-    return {"run_dir": run_dir, "dataset": dataset,
-            "data_config": data_config, "fer": fer, "fsr": fsr,
-            "results": results}
+    return {
+        "run_dir": run_dir,
+        "dataset": dataset,
+        "data_config": data_config,
+        "fer": fer,
+        "fsr": fsr,
+        "results": results,
+    }

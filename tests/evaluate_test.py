@@ -29,8 +29,13 @@ def _png_size(path):
 
 def test_writes_every_file_with_the_schema(tiny_run):
     out = os.path.join(tiny_run["run_dir"], "eval")
-    expected = ["results.json", "table1.md", "table1.csv",
-                "accuracy_vs_scale.png", "examples.png"]
+    expected = [
+        "results.json",
+        "table1.md",
+        "table1.csv",
+        "accuracy_vs_scale.png",
+        "examples.png",
+    ]
     expected += [f"confusion_x{s}.png" for s in (1, 2, 4, 8)]
     for name in expected:
         assert os.path.isfile(os.path.join(out, name)), name
@@ -40,8 +45,13 @@ def test_writes_every_file_with_the_schema(tiny_run):
             assert width >= 300 and height >= 200, name
             assert os.path.getsize(os.path.join(out, name)) > 10_000, name
     results = json.load(open(os.path.join(out, "results.json")))
-    assert set(results) >= {"dataset", "methods", "config", "paper_table1",
-                            "noise"}
+    assert set(results) >= {
+        "dataset",
+        "methods",
+        "config",
+        "paper_table1",
+        "noise",
+    }
     assert results["dataset"]["split"] == "test"
     assert results["dataset"]["n_images"] == 21
     assert results["dataset"]["class_names"][0] == "surprise"
@@ -76,12 +86,18 @@ def test_accuracy_computed_by_hand():
     labels = np.array([0, 1, 2, 3])
     right = np.eye(7)[labels] * 5.0
     wrong = np.eye(7)[(labels + 1) % 7] * 5.0
-    collected = {"fsr": {
-        "x2": {"labels": labels, "logits": np.concatenate([right[:3],
-                                                           wrong[3:]])},
-        "x4": {"labels": labels, "logits": np.concatenate([right[:1],
-                                                           wrong[1:]])},
-    }}
+    collected = {
+        "fsr": {
+            "x2": {
+                "labels": labels,
+                "logits": np.concatenate([right[:3], wrong[3:]]),
+            },
+            "x4": {
+                "labels": labels,
+                "logits": np.concatenate([right[:1], wrong[1:]]),
+            },
+        }
+    }
     s = eval_lib.summarize(collected)["fsr"]
     assert s["x2"]["accuracy"] == 0.75 and s["x4"]["accuracy"] == 0.25
     assert s["x2"]["per_class"]["happiness"] == 0.0  # label 3 was wrong
@@ -101,11 +117,13 @@ def test_fsr_logits_are_head_of_generator_of_lr_features(tiny_run):
     f_lr = spd(features(batch["lr"]))
     np.testing.assert_allclose(out["bicubic"], head(f_lr)[1], atol=1e-5)
     np.testing.assert_allclose(
-        out["fsr"], head(generator(f_lr[..., None])[..., 0])[1], atol=1e-5)
+        out["fsr"], head(generator(f_lr[..., None])[..., 0])[1], atol=1e-5
+    )
     # At scale 1 "bicubic" sees the HR face: the parts path equals the full
     # model, which is why evaluate reports it as the "hr" method.
     np.testing.assert_allclose(
-        predict({"lr": images})["bicubic"], fer(images), atol=1e-5)
+        predict({"lr": images})["bicubic"], fer(images), atol=1e-5
+    )
 
 
 def test_noise_is_deterministic_and_changes_the_input(tiny_run):
@@ -119,8 +137,13 @@ def test_noise_is_deterministic_and_changes_the_input(tiny_run):
 
     split = tiny_run["dataset"].split("test").subset(range(4))
     for _ in range(2):
-        eval_lib.collect(split, (4,), 4, eval_lib.noisy_predict(spy, 20.0, 100),
-                         lr_native=True)
+        eval_lib.collect(
+            split,
+            (4,),
+            4,
+            eval_lib.noisy_predict(spy, 20.0, 100),
+            lr_native=True,
+        )
     np.testing.assert_array_equal(seen[0], seen[1])
     clean = eval_lib.collect(split, (4,), 4, lambda b: {"x": b["lr"]})
     assert np.abs(seen[0] - clean["x"]["x4"]["logits"]).mean() > 5.0
@@ -132,39 +155,70 @@ def test_example_indices_one_per_class_first():
 
 
 def test_model_with_other_classes_is_refused(tiny_run, tmp_path):
-    cfg = configs.CovPoolFERConfig(conv_filters=(4, 4, 6, 6, 8, 8),
-                                   bimap_dim=8, fc_units=(16, 8),
-                                   num_classes=5)
+    cfg = configs.CovPoolFERConfig(
+        conv_filters=(4, 4, 6, 6, 8, 8),
+        bimap_dim=8,
+        fc_units=(16, 8),
+        num_classes=5,
+    )
     path = str(tmp_path / "five.keras")
     covpool.build_covpoolfer(cfg).save(path)
-    with pytest.raises(errors.ConfigError, match="predicts 5 classes but the "
-                       "data has 7"):
-        evaluate.evaluate_run(path, None, tiny_run["data_config"], "test",
-                              (1,), (), str(tmp_path / "out"),
-                              dataset=tiny_run["dataset"])
+    with pytest.raises(
+        errors.ConfigError, match="predicts 5 classes but the data has 7"
+    ):
+        evaluate.evaluate_run(
+            path,
+            None,
+            tiny_run["data_config"],
+            "test",
+            (1,),
+            (),
+            str(tmp_path / "out"),
+            dataset=tiny_run["dataset"],
+        )
 
 
 def test_empty_or_missing_split_and_unwritable_out_dir(tiny_run, tmp_path):
     fer = tiny_run["fer"]["final"]
     with pytest.raises(errors.DataError, match="has no 'val' split"):
-        evaluate.evaluate_run(fer, None, tiny_run["data_config"], "val",
-                              (1,), (), str(tmp_path / "o"),
-                              dataset=tiny_run["dataset"])
+        evaluate.evaluate_run(
+            fer,
+            None,
+            tiny_run["data_config"],
+            "val",
+            (1,),
+            (),
+            str(tmp_path / "o"),
+            dataset=tiny_run["dataset"],
+        )
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(errors.ConfigError, match="cannot create --out_dir"):
-        evaluate.evaluate_run(fer, None, tiny_run["data_config"], "test",
-                              (1,), (), str(blocker / "sub"),
-                              dataset=tiny_run["dataset"])
+        evaluate.evaluate_run(
+            fer,
+            None,
+            tiny_run["data_config"],
+            "test",
+            (1,),
+            (),
+            str(blocker / "sub"),
+            dataset=tiny_run["dataset"],
+        )
 
 
-def test_untrained_scale_warns_and_still_evaluates(tiny_run, tmp_path,
-                                                  caplog):
+def test_untrained_scale_warns_and_still_evaluates(tiny_run, tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     results = evaluate.evaluate_run(
-        tiny_run["fer"]["final"], tiny_run["fsr"]["generator"],
-        tiny_run["data_config"], "test", (3,), (), str(tmp_path / "o"),
-        dataset=tiny_run["dataset"], limit=7, figures=False,
+        tiny_run["fer"]["final"],
+        tiny_run["fsr"]["generator"],
+        tiny_run["data_config"],
+        "test",
+        (3,),
+        (),
+        str(tmp_path / "o"),
+        dataset=tiny_run["dataset"],
+        limit=7,
+        figures=False,
     )
     assert "trained for scales 2,4,8, not 3" in caplog.text
     assert set(results["methods"]["fsr"]) == {"x3"}
@@ -176,13 +230,18 @@ def test_untrained_scale_warns_and_still_evaluates(tiny_run, tmp_path,
     pred = np.argmax(fer(split.images[:7].astype("float32")), axis=-1)
     expected = float(np.mean(pred == split.labels[:7]))
     assert results["methods"]["hr"]["x1"]["accuracy"] == expected
-    assert sorted(os.listdir(tmp_path / "o")) == ["results.json", "table1.csv",
-                                                  "table1.md"]
+    assert sorted(os.listdir(tmp_path / "o")) == [
+        "results.json",
+        "table1.csv",
+        "table1.md",
+    ]
 
 
 def test_generator_for_other_features_is_refused(tiny_run, tmp_path):
-    with pytest.raises(errors.ConfigError, match="trained on 8x8 features but "
-                       "--fer_model gives 6x6"):
+    with pytest.raises(
+        errors.ConfigError,
+        match="trained on 8x8 features but --fer_model gives 6x6",
+    ):
         eval_lib.load_generator(tiny_run["fsr"]["generator"], 6)
     with pytest.raises(errors.ConfigError, match="holds no RRDB generator"):
         eval_lib.load_generator(tiny_run["fer"]["final"], 8)
@@ -190,9 +249,16 @@ def test_generator_for_other_features_is_refused(tiny_run, tmp_path):
 
 def test_svm_classifier_protocol(tiny_run, tmp_path):
     results = evaluate.evaluate_run(
-        tiny_run["fer"]["final"], tiny_run["fsr"]["generator"],
-        tiny_run["data_config"], "test", (1, 4), (), str(tmp_path / "svm"),
-        dataset=tiny_run["dataset"], figures=False, classifier="svm",
+        tiny_run["fer"]["final"],
+        tiny_run["fsr"]["generator"],
+        tiny_run["data_config"],
+        "test",
+        (1, 4),
+        (),
+        str(tmp_path / "svm"),
+        dataset=tiny_run["dataset"],
+        figures=False,
+        classifier="svm",
     )
     assert "SVM" in results["config"]["classifier"]
     # The reported predictions are those of SVMs fitted on the train split:
@@ -204,14 +270,25 @@ def test_svm_classifier_protocol(tiny_run, tmp_path):
     train, test = (tiny_run["dataset"].split(n) for n in ("train", "test"))
     svms = eval_lib.fit_svms(fer, generator, train, (2, 4, 8), 64)
     hr_train = eval_lib.collect(train, (1,), 64, eval_lib.make_predict(fer))
-    manual = svm_lib.LinearSVM().fit(hr_train["bicubic"]["x1"]["logits"],
-                                     hr_train["bicubic"]["x1"]["labels"], 7)
+    manual = svm_lib.LinearSVM().fit(
+        hr_train["bicubic"]["x1"]["logits"],
+        hr_train["bicubic"]["x1"]["labels"],
+        7,
+    )
     np.testing.assert_allclose(manual.weights, svms["bicubic"].weights)
-    raw = eval_lib.collect(test, (1, 4), 64,
-                           eval_lib.make_predict(fer, generator),
-                           image_size=eval_lib.input_size(fer))
-    for method, key in (("bicubic", "x1"), ("bicubic", "x4"), ("fsr", "x4"),
-                        ("hr", "x1")):
+    raw = eval_lib.collect(
+        test,
+        (1, 4),
+        64,
+        eval_lib.make_predict(fer, generator),
+        image_size=eval_lib.input_size(fer),
+    )
+    for method, key in (
+        ("bicubic", "x1"),
+        ("bicubic", "x4"),
+        ("fsr", "x4"),
+        ("hr", "x1"),
+    ):
         source = "bicubic" if method == "hr" else method
         pred = svms[method].predict(raw[source][key]["logits"])
         expected = float(np.mean(pred == raw[source][key]["labels"]))

@@ -34,8 +34,14 @@ def test_precedence_preset_file_override_flag(fv, tmp_path):
     values, names = fv
     cfg = tmp_path / "c.yaml"
     cfg.write_text("batch_size: 16\nepochs: 3\nseed: 4\n")
-    values(["prog", f"--config_file={cfg}", "--params_override=epochs=5,"
-            "seed=6", "--seed=7"])
+    values(
+        [
+            "prog",
+            f"--config_file={cfg}",
+            "--params_override=epochs=5,seed=6",
+            "--seed=7",
+        ]
+    )
     demo = configs.FER_TRAIN_PRESETS["demo"]
     out = flag_utils.resolve_config(demo, names, values)
     assert (out.batch_size, out.epochs, out.seed) == (16, 5, 7)
@@ -59,9 +65,14 @@ def test_bad_overrides_are_config_errors(fv):
 
 
 def test_every_training_config_field_is_documented():
-    for cls in (configs.FERTrainConfig, configs.FSRTrainConfig,
-                configs.DataConfig, configs.CovPoolFERConfig,
-                configs.GeneratorConfig, configs.CriticConfig):
+    for cls in (
+        configs.FERTrainConfig,
+        configs.FSRTrainConfig,
+        configs.DataConfig,
+        configs.CovPoolFERConfig,
+        configs.GeneratorConfig,
+        configs.CriticConfig,
+    ):
         docs = flag_utils.attribute_docs(cls)
         assert set(docs) == set(cls.__dataclass_fields__), cls.__name__
 
@@ -74,7 +85,10 @@ def test_prefixed_flags_resolve_without_prefix():
     assert "g_filters" in names and "filters" not in names
     values(["prog", "--g_filters=8", "--g_use_batch_norm"])
     out = flag_utils.resolve_config(
-        configs.GENERATOR_PRESETS["demo"], names, values, prefix="g_",
+        configs.GENERATOR_PRESETS["demo"],
+        names,
+        values,
+        prefix="g_",
         use_overrides=False,
     )
     assert (out.filters, out.use_batch_norm) == (8, True)
@@ -89,8 +103,10 @@ def test_data_config_from_params_round_trip_and_moved_synthetic_cache(
     cfg = configs.DataConfig(data_format="folder", data_dir=str(tmp_path))
     assert configs.data_config_from_params(dataclasses.asdict(cfg)) == cfg
     gone = configs.DataConfig(data_dir=str(tmp_path / "moved"))
-    assert configs.data_config_from_params(
-        dataclasses.asdict(gone)).data_dir is None
+    assert (
+        configs.data_config_from_params(dataclasses.asdict(gone)).data_dir
+        is None
+    )
     with pytest.raises(errors.ConfigError, match="unknown DataConfig"):
         configs.data_config_from_params({"nonsense": 1})
 
@@ -101,10 +117,16 @@ def test_override_values_may_hold_commas():
         configs.FSR_TRAIN_PRESETS["paper"], flag_values=values
     )
     flag_utils.define_override_flags(flag_values=values)
-    values(["prog", "--params_override=scales=2,3,4, batch_size=8,"
-            "lr_boundaries=20000,50000,reweight=false"])
-    out = flag_utils.resolve_config(configs.FSR_TRAIN_PRESETS["paper"], names,
-                                    values)
+    values(
+        [
+            "prog",
+            "--params_override=scales=2,3,4, batch_size=8,"
+            "lr_boundaries=20000,50000,reweight=false",
+        ]
+    )
+    out = flag_utils.resolve_config(
+        configs.FSR_TRAIN_PRESETS["paper"], names, values
+    )
     assert out.scales == "2,3,4" and out.batch_size == 8
     assert out.reweight is False and out.lr_boundaries == "20000,50000"
     fer = flags.FlagValues()
@@ -113,7 +135,8 @@ def test_override_values_may_hold_commas():
     )
     flag_utils.define_override_flags(flag_values=fer)
     fer(["prog", "--params_override=learning_rate_schedule=0:0.1,120:0.01"])
-    out = flag_utils.resolve_config(configs.FER_TRAIN_PRESETS["paper"],
-                                    fer_names, fer)
+    out = flag_utils.resolve_config(
+        configs.FER_TRAIN_PRESETS["paper"], fer_names, fer
+    )
     # "0:0.1" stays text (YAML 1.1 would read it as the base-60 number 0.1).
     assert out.learning_rate_schedule == "0:0.1,120:0.01"

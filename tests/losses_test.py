@@ -124,8 +124,12 @@ class PenaltyTest(tf.test.TestCase, parameterized.TestCase):
             expected, _penalty64_analytic(w, v, x_hat, 2.0, 6.0), rtol=1e-7
         )
         penalty = losses.wgan_div_penalty(
-            critic, real.astype("float32"), fake.astype("float32"),
-            eps.astype("float32"), k=2.0, p=6.0,
+            critic,
+            real.astype("float32"),
+            fake.astype("float32"),
+            eps.astype("float32"),
+            k=2.0,
+            p=6.0,
         )
         self.assertAllClose(penalty, expected, rtol=1e-4)
 
@@ -133,8 +137,12 @@ class PenaltyTest(tf.test.TestCase, parameterized.TestCase):
         # float64 finite differences of the analytic penalty.
         with tf.GradientTape() as tape:
             penalty = losses.wgan_div_penalty(
-                critic, real.astype("float32"), fake.astype("float32"),
-                eps.astype("float32"), k=2.0, p=6.0,
+                critic,
+                real.astype("float32"),
+                fake.astype("float32"),
+                eps.astype("float32"),
+                k=2.0,
+                p=6.0,
             )
         grad_w, grad_v = tape.gradient(penalty, [critic.w, critic.v])
         h = 1e-6

@@ -27,19 +27,32 @@ CELL_TIMEOUT_S = 300
 EXPECTED = {
     "01_data_and_lr_synthesis": dict(
         images=4,
-        texts=("| class |", "| anger |", "TF round trip",
-               "MATLAB bicubic - tf.image.resize"),
+        texts=(
+            "| class |",
+            "| anger |",
+            "TF round trip",
+            "MATLAB bicubic - tf.image.resize",
+        ),
     ),
     "02_training": dict(
         images=2,
-        texts=("fer/params.yaml", "fsr/params.yaml", "d_real_minus_fake",
-               "Validation accuracy (%) at GAN step"),
+        texts=(
+            "fer/params.yaml",
+            "fsr/params.yaml",
+            "d_real_minus_fake",
+            "Validation accuracy (%) at GAN step",
+        ),
     ),
     "03_results": dict(
         images=8,
-        texts=("Table 1", "FSR-FER (ours)", "FSR-FER *(paper)*",
-               "mean ||F_lr - F_hr||", "mean ||F_sr - F_hr||",
-               "mean change of p(true)"),
+        texts=(
+            "Table 1",
+            "FSR-FER (ours)",
+            "FSR-FER *(paper)*",
+            "mean ||F_lr - F_hr||",
+            "mean ||F_sr - F_hr||",
+            "mean change of p(true)",
+        ),
     ),
 }
 
@@ -75,8 +88,9 @@ def test_committed_notebooks_match_their_sources():
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_committed_notebook_has_no_outputs(name):
-    with open(os.path.join(NOTEBOOK_DIR, name + ".ipynb"),
-              encoding="utf-8") as f:
+    with open(
+        os.path.join(NOTEBOOK_DIR, name + ".ipynb"), encoding="utf-8"
+    ) as f:
         nb = json.load(f)
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
@@ -92,7 +106,7 @@ def test_source_takes_run_dir_first_and_defines_no_model(name):
         text = f.read()
     cells = conv.parse_source(text, name)
     code = [source for kind, source in cells if kind == "code"]
-    assert "RUN_DIR = os.environ.get(\"FSR_FER_RUN_DIR\"" in code[0]
+    assert 'RUN_DIR = os.environ.get("FSR_FER_RUN_DIR"' in code[0]
     # STYLE.md section 6: notebooks import models from fsr_fer_tf.
     for forbidden in ("keras.Model(", "keras.Sequential", "keras.layers."):
         assert forbidden not in text, forbidden
@@ -139,7 +153,10 @@ def test_build_notebook_is_deterministic_and_output_free():
     a, b = conv.build_notebook(cells), conv.build_notebook(cells)
     assert a == b
     assert [c.cell_type for c in a.cells] == [
-        "markdown", "markdown", "code", "code"
+        "markdown",
+        "markdown",
+        "code",
+        "code",
     ]
     assert all(c.outputs == [] for c in a.cells if c.cell_type == "code")
     assert a.metadata.kernelspec.name == "python3"
@@ -152,8 +169,10 @@ def test_build_notebook_is_deterministic_and_output_free():
         ("import os\n", "header docstring"),
         ('"""\nDescription: no title\n"""\n# %%\nx = 1\n', "Title"),
         ('"""\nTitle: t\n"""\nx = 1\n# %%\ny = 2\n', "outside a cell"),
-        ('"""\nTitle: t\n"""\n# %% [markdown]\nnot a comment\n',
-         "must start with '# '"),
+        (
+            '"""\nTitle: t\n"""\n# %% [markdown]\nnot a comment\n',
+            "must start with '# '",
+        ),
         ('"""\nTitle: t\n"""\n# %%\n\n# %%\nx = 1\n', "empty code cell"),
         ('"""\nTitle: t\n"""\n# %% [raw]\nx\n', "unknown cell type"),
         ('"""\nTitle: t\nfree text\n"""\n# %%\nx = 1\n', "Key: value"),
@@ -191,9 +210,15 @@ def test_check_mode_finds_stale_and_missing_notebooks(tmp_path, capsys):
 
 def test_command_line_check_passes_on_the_repository():
     out = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "py_to_notebook.py"),
-         "--check"],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "py_to_notebook.py"),
+            "--check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     assert "3 notebook(s) match" in out.stdout
@@ -206,7 +231,10 @@ def _runs_this_interpreter(argv0):
     try:
         out = subprocess.run(
             [argv0, "-c", "import sys; print(sys.executable)"],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
     except (OSError, subprocess.SubprocessError):
         return False
@@ -276,15 +304,17 @@ def _outputs(nb):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_on_the_tiny_run(name, tiny_run, kernel_name,
-                                       monkeypatch):
+def test_notebook_runs_on_the_tiny_run(
+    name, tiny_run, kernel_name, monkeypatch
+):
     import nbformat
     from nbclient import NotebookClient
 
     run_dir = tiny_run["run_dir"]
     monkeypatch.setenv("FSR_FER_RUN_DIR", run_dir)
-    nb = nbformat.read(os.path.join(NOTEBOOK_DIR, name + ".ipynb"),
-                       as_version=4)
+    nb = nbformat.read(
+        os.path.join(NOTEBOOK_DIR, name + ".ipynb"), as_version=4
+    )
     before = _listing(run_dir), sorted(os.listdir(NOTEBOOK_DIR))
     NotebookClient(
         nb,

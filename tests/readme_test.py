@@ -33,10 +33,16 @@ def test_readme_opens_with_the_demo_and_the_test_command():
     blocks = _code_blocks(_readme())
     assert blocks[0].strip() == "pip install -e . && fsr-fer-demo"
     test_command = blocks[1].strip()
-    assert test_command == 'pip install -q -e ".[dev]" && python -m pytest -q tests'
+    assert (
+        test_command
+        == 'pip install -q -e ".[dev]" && python -m pytest -q tests'
+    )
     with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
-        ci = [line.strip() for line in f if line.strip()
-              and not line.startswith("#")]
+        ci = [
+            line.strip()
+            for line in f
+            if line.strip() and not line.startswith("#")
+        ]
     assert ci[-1] == test_command  # .ci/run runs exactly the README's command
 
 
@@ -59,9 +65,14 @@ def defined_flags():
     """Every flag an entry point defines (parsed from --helpfull)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     procs = [
-        subprocess.Popen([sys.executable, *args, "--helpfull"], cwd=ROOT,
-                         env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, *args, "--helpfull"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for args in ENTRY_POINTS
     ]
     names = set()
@@ -76,8 +87,10 @@ def defined_flags():
 def test_every_flag_in_readme_exists(defined_flags):
     mentioned = set(re.findall(r"(?<![\w-])--(\w+)", _readme()))
     prefixes = {"g_", "d_"}  # "--g_*" / "--d_*" stand for families
-    missing = sorted(m for m in mentioned - defined_flags
-                     if m not in prefixes
-                     and m not in ("logdir", "help"))  # tensorboard's, absl's
+    missing = sorted(
+        m
+        for m in mentioned - defined_flags
+        if m not in prefixes and m not in ("logdir", "help")
+    )  # tensorboard's, absl's
     assert not missing, missing
     assert {"g_filters", "d_base_filters"} <= defined_flags

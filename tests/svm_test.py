@@ -26,7 +26,7 @@ def test_optimality_of_each_binary_problem():
 
         def objective(v):
             m = np.maximum(0.0, 1.0 - y * (design @ v))
-            return 0.5 * v @ v + np.sum(m ** 2)
+            return 0.5 * v @ v + np.sum(m**2)
 
         m = 1.0 - y * (design @ w)
         a = m > 0
@@ -34,8 +34,7 @@ def test_optimality_of_each_binary_problem():
         assert np.linalg.norm(grad) < 1e-8
         rng = np.random.default_rng(k)
         for _ in range(5):
-            assert objective(w + 1e-3 * rng.normal(size=w.shape)) > \
-                objective(w)
+            assert objective(w + 1e-3 * rng.normal(size=w.shape)) > objective(w)
 
 
 def test_separable_blobs_are_classified_and_scale_invariant():
@@ -43,8 +42,9 @@ def test_separable_blobs_are_classified_and_scale_invariant():
     model = svm.LinearSVM().fit(x, labels, num_classes=4)
     assert np.mean(model.predict(x) == labels) == 1.0
     # Inputs are L2-normalised first: scaling a row changes nothing.
-    np.testing.assert_allclose(model.decision_function(3.0 * x),
-                               model.decision_function(x), atol=1e-12)
+    np.testing.assert_allclose(
+        model.decision_function(3.0 * x), model.decision_function(x), atol=1e-12
+    )
 
 
 def test_l2_normalize_unit_rows_and_zero_row():

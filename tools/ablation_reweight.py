@@ -195,7 +195,8 @@ def build_table2(accuracies, histories, target=None, context=None):
             "automatic": automatic,
             "rule": (
                 "lower of the two runs' best validation means"
-                if automatic else "--target_accuracy"
+                if automatic
+                else "--target_accuracy"
             ),
         },
         "speedup": speedup(
@@ -224,8 +225,11 @@ def table2_markdown(table):
     ctx = table["context"]
     keys = table["scales"]
     target = table["target"]
-    lines = ["## Table 2: FSR-FER with and without classification-aware "
-             "loss re-weighting", ""]
+    lines = [
+        "## Table 2: FSR-FER with and without classification-aware "
+        "loss re-weighting",
+        "",
+    ]
     where = ctx.get("dataset", "?")
     if "split" in ctx:
         where += f" / {ctx['split']}"
@@ -261,7 +265,8 @@ def table2_markdown(table):
     )
     resolution = (
         f", measured every {ctx['eval_every']} steps"
-        if "eval_every" in ctx else ""
+        if "eval_every" in ctx
+        else ""
     )
     if ctx.get("pretrain_steps"):
         resolution += (
@@ -270,7 +275,8 @@ def table2_markdown(table):
         )
     ours_ratio = table["speedup"]
     ours_text = (
-        f"{ours_ratio:.2f}x" if ours_ratio is not None
+        f"{ours_ratio:.2f}x"
+        if ours_ratio is not None
         else "n/a (a run did not reach the target)"
     )
     rows = table["paper"]["rows"]
@@ -286,8 +292,8 @@ def table2_markdown(table):
         "(sec. 4.3).",
         "",
         f"Speed-up of re-weighting (steps w/o / steps w/): ours {ours_text}; "
-        f"paper {table['paper']['speedup']:.2f}x ({paper_iters}, \"about 3 "
-        "times faster\").",
+        f'paper {table["paper"]["speedup"]:.2f}x ({paper_iters}, "about 3 '
+        'times faster").',
     ]
     return "\n".join(lines) + "\n"
 
@@ -295,9 +301,20 @@ def table2_markdown(table):
 # === Training and evaluation (TensorFlow) ===
 
 
-def run_ablation(fer_model_path, gen_config, critic_config, cfg, data_config,
-                 model_dir, resume=True, target=None, eval_split="test",
-                 eval_batch_size=64, eval_limit=0, generator="final"):
+def run_ablation(
+    fer_model_path,
+    gen_config,
+    critic_config,
+    cfg,
+    data_config,
+    model_dir,
+    resume=True,
+    target=None,
+    eval_split="test",
+    eval_batch_size=64,
+    eval_limit=0,
+    generator="final",
+):
     """Trains, evaluates and tabulates both runs; returns the Table 2 dict.
 
     Args:
@@ -331,8 +348,10 @@ def run_ablation(fer_model_path, gen_config, critic_config, cfg, data_config,
 
     errors.require(eval_batch_size > 0, "--eval_batch_size must be > 0.")
     errors.require(eval_limit >= 0, "--eval_limit must be >= 0 (0: all).")
-    errors.require(generator in ("final", "best"),
-                   "--eval_generator must be 'final' or 'best'.")
+    errors.require(
+        generator in ("final", "best"),
+        "--eval_generator must be 'final' or 'best'.",
+    )
     # Cheap checks first, so a bad flag fails before any data is loaded.
     fsr_loop.validate_config(cfg)
     fsr_loop.load_fer_model(fer_model_path)
@@ -342,8 +361,7 @@ def run_ablation(fer_model_path, gen_config, critic_config, cfg, data_config,
 
     trained = {}
     for name, reweight, label in RUNS:
-        logging.info("=== Ablation run '%s' (reweight=%s) ===", label,
-                     reweight)
+        logging.info("=== Ablation run '%s' (reweight=%s) ===", label, reweight)
         trained[label] = fsr_loop.train_fsr(
             fer_model_path,
             gen_config,
@@ -370,10 +388,10 @@ def run_ablation(fer_model_path, gen_config, critic_config, cfg, data_config,
             n_examples=0,
             dataset=dataset,
         )
-        accuracies[label] = {k: r["accuracy"]
-                             for k, r in results["methods"]["fsr"].items()}
-        scalars = loop.read_scalars(os.path.join(model_dir, name,
-                                                 "validation"))
+        accuracies[label] = {
+            k: r["accuracy"] for k, r in results["methods"]["fsr"].items()
+        }
+        scalars = loop.read_scalars(os.path.join(model_dir, name, "validation"))
         histories[label] = scalars.get(MEAN_TAG, [])
     context = {
         "dataset": dataset.name,
@@ -385,21 +403,23 @@ def run_ablation(fer_model_path, gen_config, critic_config, cfg, data_config,
         "eval_every": cfg.eval_every,
         "steps": {label: trained[label]["steps"] for label in trained},
         "pretrain_steps": cfg.pretrain_steps,
-        "runs": {label: os.path.join(model_dir, name)
-                 for name, _, label in RUNS},
+        "runs": {
+            label: os.path.join(model_dir, name) for name, _, label in RUNS
+        },
         "fer_model": os.path.abspath(fer_model_path),
         "generator_config": dataclasses.asdict(gen_config),
         "critic_config": dataclasses.asdict(critic_config),
-        "train_config": {k: v for k, v in dataclasses.asdict(cfg).items()
-                         if k != "reweight"},
+        "train_config": {
+            k: v for k, v in dataclasses.asdict(cfg).items() if k != "reweight"
+        },
         "data_config": dataclasses.asdict(data_config),
     }
     table = build_table2(accuracies, histories, target, context)
-    with open(os.path.join(model_dir, "table2.json"), "w",
-              encoding="utf-8") as f:
+    with open(
+        os.path.join(model_dir, "table2.json"), "w", encoding="utf-8"
+    ) as f:
         json.dump(table, f, indent=2)
-    with open(os.path.join(model_dir, "table2.md"), "w",
-              encoding="utf-8") as f:
+    with open(os.path.join(model_dir, "table2.md"), "w", encoding="utf-8") as f:
         f.write(table2_markdown(table))
     return table
 
@@ -421,13 +441,15 @@ def define_flags():
     if "target_accuracy" in flags.FLAGS:
         return
     flags.DEFINE_float(
-        "target_accuracy", 0.0,
+        "target_accuracy",
+        0.0,
         "Validation mean accuracy (a fraction in (0, 1]) whose first crossing "
         "is each run's 'steps to target'; 0: the lower of the two runs' best "
         "validation means.",
     )
     flags.DEFINE_string(
-        "eval_split", "test",
+        "eval_split",
+        "test",
         "Split of the final per-scale evaluation (the paper: the RAF-DB test "
         "split).",
     )
@@ -435,11 +457,14 @@ def define_flags():
         "eval_batch_size", 64, "Batch size of the final evaluation."
     )
     flags.DEFINE_integer(
-        "eval_limit", 0,
+        "eval_limit",
+        0,
         "Evaluate only the first N images of --eval_split (0: all).",
     )
     flags.DEFINE_enum(
-        "eval_generator", "final", ["final", "best"],
+        "eval_generator",
+        "final",
+        ["final", "best"],
         "Generator evaluated for each run: 'final' (generator.keras, after "
         "--steps) or 'best' (generator_best.keras, best validation mean).",
     )

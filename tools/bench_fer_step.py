@@ -65,8 +65,13 @@ def make_steps(preset):
     finally:
         keras.config.set_dtype_policy(policy)
     optimizer.build(model.trainable_variables)
-    steps = ClassifierSteps(model, optimizer, cfg.weight_decay,
-                            cfg.center_loss_weight, cfg.center_loss_alpha)
+    steps = ClassifierSteps(
+        model,
+        optimizer,
+        cfg.weight_decay,
+        cfg.center_loss_weight,
+        cfg.center_loss_alpha,
+    )
     return steps, cfg
 
 
@@ -79,23 +84,41 @@ def run_preset(preset):
     images = tf.constant(rng.uniform(0, 255, (b, size, size, 3)), tf.float32)
     labels = tf.constant(rng.integers(0, 7, b), tf.int32)
     forward = tf.function(lambda x: steps.model(x, training=False))
-    rows = [("forward (inference)", benchmark.timed(forward, images,
-                                                     repeats=REPEATS.value))]
-    rows.append(("train_step", benchmark.timed(steps.train_step, images,
-                                               labels, repeats=REPEATS.value)))
+    rows = [
+        (
+            "forward (inference)",
+            benchmark.timed(forward, images, repeats=REPEATS.value),
+        )
+    ]
+    rows.append(
+        (
+            "train_step",
+            benchmark.timed(
+                steps.train_step, images, labels, repeats=REPEATS.value
+            ),
+        )
+    )
     base = rows[0][1][1]
-    print(f"\n{preset}: batch {b}, {size}x{size} faces, "
-          f"{'mixed_float16' if MIXED.value else 'float32'}")
-    print(f"{'':24s} {'median ms':>10s} {'min ms':>9s} {'img/s':>8s} "
-          f"{'x forward':>10s}")
+    print(
+        f"\n{preset}: batch {b}, {size}x{size} faces, "
+        f"{'mixed_float16' if MIXED.value else 'float32'}"
+    )
+    print(
+        f"{'':24s} {'median ms':>10s} {'min ms':>9s} {'img/s':>8s} "
+        f"{'x forward':>10s}"
+    )
     for name, (median, minimum) in rows:
-        print(f"{name:24s} {1e3 * median:10.1f} {1e3 * minimum:9.1f} "
-              f"{b / minimum:8.1f} {minimum / base:10.2f}")
+        print(
+            f"{name:24s} {1e3 * median:10.1f} {1e3 * minimum:9.1f} "
+            f"{b / minimum:8.1f} {minimum / base:10.2f}"
+        )
     step_s = rows[1][1][1]
     total = cfg.epochs * (RAFDB_TRAIN_IMAGES // b)
-    print(f"the {preset} schedule on RAF-DB ({cfg.epochs} epochs x "
-          f"{RAFDB_TRAIN_IMAGES // b} steps = {total} steps) would take "
-          f"{total * step_s / 3600:.1f} h at this speed")
+    print(
+        f"the {preset} schedule on RAF-DB ({cfg.epochs} epochs x "
+        f"{RAFDB_TRAIN_IMAGES // b} steps = {total} steps) would take "
+        f"{total * step_s / 3600:.1f} h at this speed"
+    )
 
 
 def main(argv):

@@ -91,9 +91,7 @@ def frozen_parts(preset):
     embedding = keras.layers.Dense(config.fc_units[-1])(
         keras.layers.Flatten()(f)
     )
-    logits = keras.layers.Dense(config.num_classes, dtype="float32")(
-        embedding
-    )
+    logits = keras.layers.Dense(config.num_classes, dtype="float32")(embedding)
     head = keras.Model(f, [embedding, logits])
     return features, spd, head, size
 

@@ -43,7 +43,8 @@ ROUNDS = flags.DEFINE_integer(
     "rounds", 3, "Rounds; each times every variant once, best one is kept."
 )
 SCALES = flags.DEFINE_list(
-    "scales", ["2", "3", "4", "5", "6", "7", "8"],
+    "scales",
+    ["2", "3", "4", "5", "6", "7", "8"],
     "LR scales; each face draws one at random.",
 )
 SPLIT = flags.DEFINE_string("split", "train", "Split to read.")
@@ -66,8 +67,12 @@ def _batches(split, scales, epoch, **kwargs):
     """Endless batches over successive epochs."""
     while True:
         yield from pipeline.make_dataset(
-            split, batch_size=BATCH_SIZE.value, training=True, scales=scales,
-            epoch=epoch, **kwargs,
+            split,
+            batch_size=BATCH_SIZE.value,
+            training=True,
+            scales=scales,
+            epoch=epoch,
+            **kwargs,
         )
         epoch += 1
 
@@ -97,9 +102,7 @@ def main(argv):
             "--scales=2,4,8."
         ) from None
     for name in ("batch_size", "steps", "rounds"):
-        errors.require(
-            flags.FLAGS[name].value >= 1, f"--{name} must be >= 1."
-        )
+        errors.require(flags.FLAGS[name].value >= 1, f"--{name} must be >= 1.")
     config = data_flags.data_config_from_flags(flags.FLAGS)
     dataset = loader.load_dataset(config)
     split = dataset.split(SPLIT.value)
@@ -107,8 +110,11 @@ def main(argv):
     start = time.perf_counter()
     pipeline.hr_images(split, config.image_size)
     logging.info(
-        "%d faces of %s/%s ready in %.1f s", len(split), config.data_format,
-        SPLIT.value, time.perf_counter() - start,
+        "%d faces of %s/%s ready in %.1f s",
+        len(split),
+        config.data_format,
+        SPLIT.value,
+        time.perf_counter() - start,
     )
 
     results = {name: [] for name in VARIANTS}

@@ -324,9 +324,10 @@ def main(argv):
                 "(Y1 = BiMap output; 'abs': the reference is 0, absolute "
                 "error); [n] = NaN/Inf entries"
             )
-            print(f"{'input':14s}" + "".join(
-                f"{d[:3] + d[-2:] + ' ' + i:>28s}" for d, i in combos
-            ))
+            print(
+                f"{'input':14s}"
+                + "".join(f"{d[:3] + d[-2:] + ' ' + i:>28s}" for d, i in combos)
+            )
             for row, name in enumerate(names):
                 cells = []
                 for c in combos:

@@ -49,42 +49,58 @@ def define_flags(flag_values=flags.FLAGS):
     """Defines the tool's flags on `flag_values` (tests pass their own)."""
     d = configs.DataConfig()
     flags.DEFINE_string(
-        "out_dir", None,
+        "out_dir",
+        None,
         "Folder to write train/<class>/*.png and test/<class>/*.png into; "
         "must be empty or missing unless --overwrite.",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
-        "train_per_class", d.synthetic_train,
-        "Training images per class.", lower_bound=0, flag_values=flag_values,
+        "train_per_class",
+        d.synthetic_train,
+        "Training images per class.",
+        lower_bound=0,
+        flag_values=flag_values,
     )
     flags.DEFINE_integer(
-        "test_per_class", d.synthetic_test,
-        "Test images per class.", lower_bound=0, flag_values=flag_values,
+        "test_per_class",
+        d.synthetic_test,
+        "Test images per class.",
+        lower_bound=0,
+        flag_values=flag_values,
     )
     flags.DEFINE_integer(
-        "seed", d.synthetic_seed,
+        "seed",
+        d.synthetic_seed,
         "Renderer seed (the same as --synthetic_seed of the trainers).",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
-        "image_size", d.image_size, "Side of the square faces in pixels.",
-        lower_bound=16, flag_values=flag_values,
+        "image_size",
+        d.image_size,
+        "Side of the square faces in pixels.",
+        lower_bound=16,
+        flag_values=flag_values,
     )
     flags.DEFINE_string(
-        "contact_sheet", None,
+        "contact_sheet",
+        None,
         "Optional .png path for a preview grid (one row per class, plus one "
         "face at x1..x8).",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
-        "contact_sheet_colours", 0,
+        "contact_sheet_colours",
+        0,
         "Save the contact sheet with a palette of this many colours (e.g. "
         "96 for a small file to commit); 0 keeps full colour.",
-        lower_bound=0, upper_bound=256, flag_values=flag_values,
+        lower_bound=0,
+        upper_bound=256,
+        flag_values=flag_values,
     )
     flags.DEFINE_bool(
-        "overwrite", False,
+        "overwrite",
+        False,
         "Replace the train/ and test/ folders of a non-empty --out_dir.",
         flag_values=flag_values,
     )
@@ -171,14 +187,21 @@ def _text_cell(text, height, width, scale=0.5):
     (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     org = (max(2, (width - tw) // 2), (height + th) // 2)
     cv2.putText(
-        cell, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
+        cell,
+        text,
+        org,
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (0, 0, 0),
+        1,
         cv2.LINE_AA,
     )
     return cell
 
 
-def contact_sheet(images, labels, per_class=SHEET_FACES_PER_CLASS,
-                  scales=SHEET_SCALES):
+def contact_sheet(
+    images, labels, per_class=SHEET_FACES_PER_CLASS, scales=SHEET_SCALES
+):
     """A preview grid of a split.
 
     Args:
@@ -196,9 +219,7 @@ def contact_sheet(images, labels, per_class=SHEET_FACES_PER_CLASS,
     rows = []
     for c, name in enumerate(labels_lib.CLASS_NAMES):
         faces = list(images[labels == c][:cols])
-        faces += [np.full((size, size, 3), 255, np.uint8)] * (
-            cols - len(faces)
-        )
+        faces += [np.full((size, size, 3), 255, np.uint8)] * (cols - len(faces))
         rows.append(
             np.concatenate([_text_cell(name, size, _LABEL_WIDTH)] + faces, 1)
         )
@@ -216,8 +237,14 @@ def contact_sheet(images, labels, per_class=SHEET_FACES_PER_CLASS,
         for s in scales:
             face = _lr_up(source, s).copy()
             cv2.putText(
-                face, f"x{s}", (3, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                (255, 255, 255), 1, cv2.LINE_AA,
+                face,
+                f"x{s}",
+                (3, 14),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.45,
+                (255, 255, 255),
+                1,
+                cv2.LINE_AA,
             )
             cells.append(face)
         cells += [np.full((size, size, 3), 255, np.uint8)] * max(
@@ -236,7 +263,8 @@ def save_sheet(path, sheet, colours=0):
             from PIL import Image  # installed with matplotlib
 
             Image.fromarray(sheet).quantize(
-                colors=colours, method=Image.Quantize.MEDIANCUT,
+                colors=colours,
+                method=Image.Quantize.MEDIANCUT,
                 dither=Image.Dither.NONE,
             ).save(path, optimize=True)
             return
@@ -252,8 +280,16 @@ def save_sheet(path, sheet, colours=0):
     )
 
 
-def make_set(out_dir, train_per_class, test_per_class, seed, image_size=100,
-             overwrite=False, sheet_path=None, sheet_colours=0):
+def make_set(
+    out_dir,
+    train_per_class,
+    test_per_class,
+    seed,
+    image_size=100,
+    overwrite=False,
+    sheet_path=None,
+    sheet_colours=0,
+):
     """Renders the set and writes it (and optionally a contact sheet).
 
     Args:
@@ -276,7 +312,8 @@ def make_set(out_dir, train_per_class, test_per_class, seed, image_size=100,
     counts = {}
     first = None
     for split, per_class in (
-        ("train", train_per_class), ("test", test_per_class)
+        ("train", train_per_class),
+        ("test", test_per_class),
     ):
         images, labels = synthetic.generate(per_class, seed, split, image_size)
         counts[split] = write_split(out_dir, split, images, labels)
@@ -291,8 +328,13 @@ def main(argv, flag_values=flags.FLAGS):
     del argv  # errors.cli_main refuses positional arguments
     fv = flag_values
     counts = make_set(
-        fv.out_dir, fv.train_per_class, fv.test_per_class, fv.seed,
-        fv.image_size, fv.overwrite, fv.contact_sheet,
+        fv.out_dir,
+        fv.train_per_class,
+        fv.test_per_class,
+        fv.seed,
+        fv.image_size,
+        fv.overwrite,
+        fv.contact_sheet,
         fv.contact_sheet_colours,
     )
     print(balance_table(counts))

@@ -41,9 +41,10 @@ from absl import app
 from absl import flags
 
 CHECK = flags.DEFINE_bool(
-    "check", False,
+    "check",
+    False,
     "Write nothing; exit 1 if an .ipynb is missing or differs from what its "
-    ".py source generates (e.g. it was edited in Jupyter, or has outputs)."
+    ".py source generates (e.g. it was edited in Jupyter, or has outputs).",
 )
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,7 +70,7 @@ def _split_header(lines, path):
         i += 1
     if i == len(lines) or not lines[i].startswith('"""'):
         raise SourceError(
-            f"{path}:{i + 1}: expected the header docstring ('\"\"\"' then "
+            f'{path}:{i + 1}: expected the header docstring (\'"""\' then '
             "'Title: ...' lines) at the top."
         )
     first = lines[i][3:]
@@ -284,8 +285,9 @@ def convert(sources, check=False, out=None, err=None):
                     file=err,
                 )
             if not stale:
-                print(f"{len(sources)} notebook(s) match their sources",
-                      file=out)
+                print(
+                    f"{len(sources)} notebook(s) match their sources", file=out
+                )
             return 1 if stale else 0
         for source in sources:
             text = notebook_text(source)

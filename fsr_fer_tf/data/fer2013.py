@@ -145,8 +145,9 @@ def load_fer2013(config):
             "see the skipped list of fsr-fer-inspect."
         )
     if skipped:
-        logging.warning("FER2013: skipped %d bad rows of %s", len(skipped),
-                        path)
+        logging.warning(
+            "FER2013: skipped %d bad rows of %s", len(skipped), path
+        )
     return sources.Dataset(
         name="fer2013_csv",
         root=path,

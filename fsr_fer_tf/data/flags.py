@@ -21,8 +21,14 @@ from fsr_fer_tf import errors
 
 _DEFAULTS = configs.DataConfig()
 DATA_FLAGS = (
-    "data_format", "data_dir", "strict", "max_missing", "test_fraction",
-    "synthetic_train", "synthetic_test", "synthetic_seed",
+    "data_format",
+    "data_dir",
+    "strict",
+    "max_missing",
+    "test_fraction",
+    "synthetic_train",
+    "synthetic_test",
+    "synthetic_seed",
 )
 
 
@@ -38,49 +44,58 @@ def define_data_flags(flag_values=flags.FLAGS):
         return
     d = _DEFAULTS
     flags.DEFINE_enum(
-        "data_format", d.data_format, configs.DATA_FORMATS,
+        "data_format",
+        d.data_format,
+        configs.DATA_FORMATS,
         "Data source: 'synthetic' (bundled procedural faces, no download), "
         "'rafdb' (RAF-DB basic as distributed), 'folder' (one sub-folder per "
         "class, optionally under train/ and test/) or 'fer2013_csv'.",
         flag_values=flag_values,
     )
     flags.DEFINE_string(
-        "data_dir", d.data_dir,
+        "data_dir",
+        d.data_dir,
         "Dataset root: the RAF-DB 'basic' folder (EmoLabel/, Image/), the "
         "class-folder tree, or the FER2013 CSV file. For 'synthetic', an "
         "optional cache folder.",
         flag_values=flag_values,
     )
     flags.DEFINE_bool(
-        "strict", d.strict,
+        "strict",
+        d.strict,
         "Fail on the first corrupt or truncated image instead of skipping "
         "and reporting it.",
         flag_values=flag_values,
     )
     flags.DEFINE_float(
-        "max_missing", d.max_missing,
+        "max_missing",
+        d.max_missing,
         "Largest tolerated fraction (0..1) of RAF-DB label-file entries "
         "whose image is missing; those are skipped and reported, more fail.",
         flag_values=flag_values,
     )
     flags.DEFINE_float(
-        "test_fraction", d.test_fraction,
+        "test_fraction",
+        d.test_fraction,
         "For a class-folder tree without train/ and test/ folders: fraction "
         "of each class held out as 'test' (deterministic), in (0, 1).",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
-        "synthetic_train", d.synthetic_train,
+        "synthetic_train",
+        d.synthetic_train,
         "Synthetic set: images per class in the train split.",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
-        "synthetic_test", d.synthetic_test,
+        "synthetic_test",
+        d.synthetic_test,
         "Synthetic set: images per class in the test split.",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
-        "synthetic_seed", d.synthetic_seed,
+        "synthetic_seed",
+        d.synthetic_seed,
         "Synthetic set: seed of the renderer (same seed, same images).",
         flag_values=flag_values,
     )
@@ -138,15 +153,13 @@ def validate_data_config(config):
     )
     require(
         _finite(config.test_fraction) and 0.0 < config.test_fraction < 1.0,
-        f"--test_fraction={config.test_fraction} must be in (0, 1), e.g. "
-        "0.2.",
+        f"--test_fraction={config.test_fraction} must be in (0, 1), e.g. 0.2.",
     )
     for name in ("synthetic_train", "synthetic_test"):
         value = getattr(config, name)
         require(
             isinstance(value, int) and value >= 1,
-            f"--{name}={value} must be a whole number >= 1 (images per "
-            "class).",
+            f"--{name}={value} must be a whole number >= 1 (images per class).",
         )
     require(
         isinstance(config.synthetic_seed, int) and config.synthetic_seed >= 0,

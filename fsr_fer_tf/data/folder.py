@@ -59,9 +59,7 @@ def _scan_classes(parent, skipped, notes):
     for name in _listdir(parent):
         path = os.path.join(parent, name)
         if not os.path.isdir(path):
-            skipped.append(
-                sources.Skipped(path, "not inside a class folder")
-            )
+            skipped.append(sources.Skipped(path, "not inside a class folder"))
             continue
         entries = _listdir(path)
         label = labels_lib.canonical_index(name)
@@ -208,7 +206,7 @@ def load_folder(config):
     start = 0
     for split in order:
         items = per_split[split]
-        ok = keep[start:start + len(items)]
+        ok = keep[start : start + len(items)]
         start += len(items)
         rows = [item for item, good in zip(items, ok) if good]
         splits[split] = sources.Split(

@@ -89,16 +89,22 @@ class _Progress:
             self.last = now
             rate = done / max(now - self.start, 1e-9)
             logging.info(
-                "%s: %d/%d files (%.0f files/s)", self.what, done,
-                self.total, rate,
+                "%s: %d/%d files (%.0f files/s)",
+                self.what,
+                done,
+                self.total,
+                rate,
             )
 
     def finish(self):
         elapsed = time.perf_counter() - self.start
         if self.enabled:
             logging.info(
-                "%s: %d files in %.1f s (%.0f files/s)", self.what,
-                self.total, elapsed, self.total / max(elapsed, 1e-9),
+                "%s: %d files in %.1f s (%.0f files/s)",
+                self.what,
+                self.total,
+                elapsed,
+                self.total / max(elapsed, 1e-9),
             )
         return elapsed
 
@@ -141,8 +147,10 @@ def validate_files(paths, strict=False, what="validating images"):
     next_expected = 0
     for indices, _ in ds.as_numpy_iterator():
         keep[indices] = True
-        if strict and (indices[0] != next_expected or (
-                indices[-1] - indices[0] + 1 != len(indices))):
+        if strict and (
+            indices[0] != next_expected
+            or (indices[-1] - indices[0] + 1 != len(indices))
+        ):
             break
         next_expected = int(indices[-1]) + 1
         progress.update(next_expected)
@@ -212,7 +220,7 @@ def read_images(paths, image_size, resize_fn, what="decoding images"):
     others = []
     done = 0
     for batch, fits in _decode_stream(paths, decode_square, _CHUNK):
-        out[done:done + len(batch)] = batch
+        out[done : done + len(batch)] = batch
         others.extend(done + np.flatnonzero(~fits))
         done += len(batch)
         progress.update(done)
@@ -222,13 +230,14 @@ def read_images(paths, image_size, resize_fn, what="decoding images"):
         other_paths = [paths[i] for i in others]
         for i, image in zip(
             others,
-            _decode_stream(other_paths, lambda p: decode_image(
-                tf.io.read_file(p)), None),
+            _decode_stream(
+                other_paths, lambda p: decode_image(tf.io.read_file(p)), None
+            ),
         ):
             by_size[image.shape[:2]].append((i, image))
         for items in by_size.values():
             for start in range(0, len(items), 256):
-                chunk = items[start:start + 256]
+                chunk = items[start : start + 256]
                 batch = np.stack([image for _, image in chunk])
                 resized = np.asarray(resize_fn(batch, (size, size)))
                 for (i, _), image in zip(chunk, resized):

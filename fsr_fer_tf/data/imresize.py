@@ -195,9 +195,7 @@ def resize_weights(in_size, out_size, scale, antialiasing=True):
     """
     weights, indices = contributions(in_size, out_size, scale, antialiasing)
     matrix = np.zeros((int(out_size), int(in_size)), dtype=np.float64)
-    rows = np.broadcast_to(
-        np.arange(int(out_size))[:, None], indices.shape
-    )
+    rows = np.broadcast_to(np.arange(int(out_size))[:, None], indices.shape)
     np.add.at(matrix, (rows, indices), weights)
     matrix.setflags(write=False)
     return matrix
@@ -238,10 +236,7 @@ def output_size_and_scale(in_size, scale=None, output_size=None):
         out_h = math.ceil(scale_h * in_h)
         out_w = math.ceil(scale_w * in_w)
         return (out_h, out_w), (scale_h, scale_w)
-    if (
-        not isinstance(output_size, (tuple, list))
-        or len(output_size) != 2
-    ):
+    if not isinstance(output_size, (tuple, list)) or len(output_size) != 2:
         raise errors.ConfigError(
             f"imresize: output_size must be (height, width), got "
             f"{output_size!r}; pass two whole numbers."
@@ -359,8 +354,7 @@ def resize_with_weights(images, weights_h, weights_w, rows_first=True):
     return tf.cast(x, dtype)
 
 
-def axis_plan(in_size, out_size, scale, antialiasing=True,
-              summation="matmul"):
+def axis_plan(in_size, out_size, scale, antialiasing=True, summation="matmul"):
     """The precomputed form of one 1-D pass for `resize_with_weights`.
 
     Args:
@@ -391,8 +385,9 @@ def _cached_contributions(in_size, out_size, scale, antialiasing):
 
 
 @tf.autograph.experimental.do_not_convert
-def imresize(images, scale=None, output_size=None, antialiasing=True,
-             summation="matmul"):
+def imresize(
+    images, scale=None, output_size=None, antialiasing=True, summation="matmul"
+):
     """Bicubic resize with MATLAB `imresize(I, scale, 'bicubic')` semantics.
 
     Works eagerly, inside `tf.function` and `tf.data` map functions, on CPU
@@ -466,8 +461,9 @@ def default_reference_dir():
     )
 
 
-def tf_resize_gap(reference_npz=None, scales=(2, 3, 4, 5, 6, 7, 8),
-                  antialias=True):
+def tf_resize_gap(
+    reference_npz=None, scales=(2, 3, 4, 5, 6, 7, 8), antialias=True
+):
     """Measures how far `tf.image.resize(..., 'bicubic')` is from MATLAB.
 
     On the shared 100x100 crop (`reference_100x100.npz`, input_uint8 / 255),

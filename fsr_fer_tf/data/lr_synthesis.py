@@ -130,8 +130,9 @@ class LRSynthesizer:
         >>> ds = ds.map(to_lr, num_parallel_calls=tf.data.AUTOTUNE)
     """
 
-    def __init__(self, scales=DEFAULT_SCALES, image_size=100,
-                 summation="matmul"):
+    def __init__(
+        self, scales=DEFAULT_SCALES, image_size=100, summation="matmul"
+    ):
         self.image_size = _check_image_size(image_size)
         try:
             scales = tuple(scales)
@@ -159,9 +160,7 @@ class LRSynthesizer:
                 (size, size), scale=1.0 / s
             )[0][0]
             self._native_sizes[s] = small
-            down = imresize_lib.axis_plan(
-                size, small, 1.0 / s, True, summation
-            )
+            down = imresize_lib.axis_plan(size, small, 1.0 / s, True, summation)
             up = imresize_lib.axis_plan(
                 small, size, size / small, True, summation
             )
@@ -190,9 +189,7 @@ class LRSynthesizer:
         if s == 1:
             return hr
         up = self._plans[s][1]
-        return imresize_lib.resize_with_weights(
-            self._down(hr, s), up, up
-        )
+        return imresize_lib.resize_with_weights(self._down(hr, s), up, up)
 
     @tf.autograph.experimental.do_not_convert
     def native(self, hr, scale):
@@ -244,7 +241,5 @@ class LRSynthesizer:
         )
         with tf.control_dependencies([check]):
             branch = tf.argmax(tf.cast(match, tf.int32), output_type=tf.int32)
-        branches = [
-            (lambda s=s: self._down_up(hr, s)) for s in self.scales
-        ]
+        branches = [(lambda s=s: self._down_up(hr, s)) for s in self.scales]
         return tf.switch_case(branch, branches)

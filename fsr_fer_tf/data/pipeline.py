@@ -78,8 +78,10 @@ def hr_images(split, image_size=100):
             )
         else:
             array = np.asarray(split.images)
-            if array.dtype != np.uint8 or array.ndim != 4 or (
-                array.shape[-1] != 3
+            if (
+                array.dtype != np.uint8
+                or array.ndim != 4
+                or (array.shape[-1] != 3)
             ):
                 raise errors.DataError(
                     f"the in-memory {split.name} split holds "
@@ -113,7 +115,7 @@ def _aligned_copy(array):
     """A C-contiguous copy of `array` whose data is _ALIGNMENT-aligned."""
     raw = np.empty(array.nbytes + _ALIGNMENT, dtype=np.uint8)
     start = -raw.ctypes.data % _ALIGNMENT
-    out = raw[start:start + array.nbytes].view(array.dtype)
+    out = raw[start : start + array.nbytes].view(array.dtype)
     out = out.reshape(array.shape)
     out[...] = array
     return out
@@ -158,8 +160,10 @@ def check_scales(scales, image_size):
         )
     out = []
     for s in scales:
-        whole = isinstance(s, numbers.Real) and not isinstance(s, bool) and (
-            float(s).is_integer()
+        whole = (
+            isinstance(s, numbers.Real)
+            and not isinstance(s, bool)
+            and (float(s).is_integer())
         )
         if not whole or not 1 <= s <= image_size:
             raise errors.ConfigError(
@@ -336,8 +340,7 @@ def make_dataset(
     epoch = _check_int(epoch, "epoch", 0)
     max_shift = _check_int(max_shift, "max_shift", 0, image_size - 1)
     if not (
-        isinstance(max_rotation, numbers.Real)
-        and 0 <= max_rotation <= 180
+        isinstance(max_rotation, numbers.Real) and 0 <= max_rotation <= 180
     ):
         raise errors.ConfigError(
             f"max_rotation must be in 0..180 degrees, got {max_rotation!r}."
@@ -393,7 +396,10 @@ def make_dataset(
             )
             out["shift"] = tf.cast(
                 tf.random.stateless_uniform(
-                    [2], keys[2], minval=-max_shift, maxval=max_shift + 1,
+                    [2],
+                    keys[2],
+                    minval=-max_shift,
+                    maxval=max_shift + 1,
                     dtype=tf.int32,
                 ),
                 tf.float32,
@@ -408,9 +414,7 @@ def make_dataset(
         branch = batch["branch"]
         hr = tf.gather(images, index)  # (B, h, w, 3) uint8
         if source_size != (image_size, image_size):
-            hr = imresize_lib.imresize(
-                hr, output_size=(image_size, image_size)
-            )
+            hr = imresize_lib.imresize(hr, output_size=(image_size, image_size))
         if augment and (max_shift or max_rotation):
             hr = augment_faces(
                 hr,
@@ -459,11 +463,9 @@ def make_dataset(
 
     order = epoch_order(len(split), training, seed, epoch)
     # Skipping indices here, before any work, makes a resume cost nothing.
-    order = order[skip_batches * batch_size:]
+    order = order[skip_batches * batch_size :]
     ds = tf.data.Dataset.from_tensor_slices(order)
-    ds = ds.map(
-        draw, num_parallel_calls=num_parallel_calls, deterministic=True
-    )
+    ds = ds.map(draw, num_parallel_calls=num_parallel_calls, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(
         make_pairs, num_parallel_calls=num_parallel_calls, deterministic=True

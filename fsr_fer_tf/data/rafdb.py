@@ -198,9 +198,7 @@ def load_rafdb(config):
     for name in sorted(present - listed):
         path = os.path.join(image_dir, name)
         if os.path.isfile(path):
-            skipped.append(
-                sources.Skipped(path, f"not listed in {LABEL_FILE}")
-            )
+            skipped.append(sources.Skipped(path, f"not listed in {LABEL_FILE}"))
 
     keep, corrupt = images_lib.validate_files(
         [path for _, path, _ in found],

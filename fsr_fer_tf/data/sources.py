@@ -77,9 +77,7 @@ class Split:
             name=self.name,
             labels=self.labels[indices],
             paths=(
-                None
-                if self.paths is None
-                else [self.paths[i] for i in indices]
+                None if self.paths is None else [self.paths[i] for i in indices]
             ),
             images=None if self.images is None else self.images[indices],
         )
@@ -109,7 +107,7 @@ class Dataset:
 
     @property
     def where(self):
-        """"rafdb data at /path" or "synthetic data (in memory)"."""
+        """ "rafdb data at /path" or "synthetic data (in memory)"."""
         if self.root is None:
             return f"{self.name} data (in memory)"
         return f"{self.name} data at {self.root}"

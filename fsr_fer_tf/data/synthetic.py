@@ -55,31 +55,70 @@ _SPLIT_IDS = {"train": 0, "test": 1, "val": 2}
 # unless noted. Fields not listed are 0. See `ExpressionParams`.
 _PROTOTYPES = {
     "surprise": dict(
-        brow_raise=0.2, brow_arch=0.07, eye_open=0.7, mouth_open=0.38,
-        mouth_width=-0.32, mouth_round=1.0, forehead_lines=1.0,
+        brow_raise=0.2,
+        brow_arch=0.07,
+        eye_open=0.7,
+        mouth_open=0.38,
+        mouth_width=-0.32,
+        mouth_round=1.0,
+        forehead_lines=1.0,
     ),
     "fear": dict(
-        brow_raise=0.1, brow_inner=0.1, brow_arch=-0.035, brow_squeeze=0.035,
-        eye_open=0.6, mouth_open=0.1, mouth_width=0.32, mouth_curve=-0.045,
-        teeth=0.5, forehead_lines=0.6,
+        brow_raise=0.1,
+        brow_inner=0.1,
+        brow_arch=-0.035,
+        brow_squeeze=0.035,
+        eye_open=0.6,
+        mouth_open=0.1,
+        mouth_width=0.32,
+        mouth_curve=-0.045,
+        teeth=0.5,
+        forehead_lines=0.6,
     ),
     "disgust": dict(
-        brow_raise=-0.06, brow_inner=-0.04, brow_squeeze=0.03, eye_open=-0.35,
-        lower_lid=0.3, mouth_open=0.05, mouth_curve=-0.05, lip_raise=0.08,
-        nose_wrinkle=1.0, nostril_flare=0.6, folds=0.9, teeth=1.0,
+        brow_raise=-0.06,
+        brow_inner=-0.04,
+        brow_squeeze=0.03,
+        eye_open=-0.35,
+        lower_lid=0.3,
+        mouth_open=0.05,
+        mouth_curve=-0.05,
+        lip_raise=0.08,
+        nose_wrinkle=1.0,
+        nostril_flare=0.6,
+        folds=0.9,
+        teeth=1.0,
     ),
     "happiness": dict(
-        eye_open=-0.2, lower_lid=0.55, mouth_curve=0.17, mouth_width=0.35,
-        mouth_open=0.12, folds=1.0, teeth=1.0, cheek_raise=1.0,
+        eye_open=-0.2,
+        lower_lid=0.55,
+        mouth_curve=0.17,
+        mouth_width=0.35,
+        mouth_open=0.12,
+        folds=1.0,
+        teeth=1.0,
+        cheek_raise=1.0,
     ),
     "sadness": dict(
-        brow_raise=0.02, brow_inner=0.13, brow_squeeze=0.025, eye_open=-0.3,
-        mouth_curve=-0.09, mouth_width=-0.06, lip_press=0.3,
+        brow_raise=0.02,
+        brow_inner=0.13,
+        brow_squeeze=0.025,
+        eye_open=-0.3,
+        mouth_curve=-0.09,
+        mouth_width=-0.06,
+        lip_press=0.3,
     ),
     "anger": dict(
-        brow_raise=-0.1, brow_inner=-0.14, brow_squeeze=0.055, eye_open=-0.25,
-        lower_lid=0.25, mouth_width=-0.14, mouth_curve=-0.025, lip_press=1.0,
-        glabella=1.0, nostril_flare=0.4,
+        brow_raise=-0.1,
+        brow_inner=-0.14,
+        brow_squeeze=0.055,
+        eye_open=-0.25,
+        lower_lid=0.25,
+        mouth_width=-0.14,
+        mouth_curve=-0.025,
+        lip_press=1.0,
+        glabella=1.0,
+        nostril_flare=0.4,
     ),
     "neutral": dict(),
 }
@@ -357,7 +396,8 @@ def sample_params(rng, class_index, intensity=None):
             setattr(e, field, min(1.0, value * jitter[field]))
         else:
             setattr(
-                e, field,
+                e,
+                field,
                 getattr(e, field) + params.intensity * value * jitter[field],
             )
     if name == "happiness" and variant < 0.25:
@@ -432,25 +472,34 @@ class _Canvas:
             width = None
         pts = self._pts(points)
         if width is None:
-            cv2.fillPoly(
-                self.image, [pts], colour, cv2.LINE_AA, _SUBPIXEL_BITS
-            )
+            cv2.fillPoly(self.image, [pts], colour, cv2.LINE_AA, _SUBPIXEL_BITS)
         else:
             cv2.polylines(
-                self.image, [pts], closed, colour, self._thick(width),
-                cv2.LINE_AA, _SUBPIXEL_BITS,
+                self.image,
+                [pts],
+                closed,
+                colour,
+                self._thick(width),
+                cv2.LINE_AA,
+                _SUBPIXEL_BITS,
             )
 
-    def ellipse(self, centre, axes, colour, angle=0.0, width=None,
-                arc=(0, 360)):
+    def ellipse(
+        self, centre, axes, colour, angle=0.0, width=None, arc=(0, 360)
+    ):
         """Filled ellipse (width None) or elliptic arc outline."""
         k = self.px * _SUBPIXEL
         cv2.ellipse(
-            self.image, self._point(float(centre[0]), float(centre[1])),
+            self.image,
+            self._point(float(centre[0]), float(centre[1])),
             (int(round(axes[0] * k)), int(round(axes[1] * k))),
-            angle + self.roll_deg, arc[0], arc[1], colour,
+            angle + self.roll_deg,
+            arc[0],
+            arc[1],
+            colour,
             -1 if width is None else self._thick(width),
-            cv2.LINE_AA, _SUBPIXEL_BITS,
+            cv2.LINE_AA,
+            _SUBPIXEL_BITS,
         )
 
 
@@ -494,7 +543,11 @@ def _draw_background(side, rng):
         elif kind == 2:
             t = 1 + int(c * max(1, side // 40))
             cv2.line(
-                image, (x, y), (int(a * side), int(b * side)), colour, t,
+                image,
+                (x, y),
+                (int(a * side), int(b * side)),
+                colour,
+                t,
                 cv2.LINE_AA,
             )
         else:
@@ -559,7 +612,8 @@ def _draw_head(cv, p):
         cv.ellipse((0, -0.3), (w, p.face_height * 0.95), hair)
     for side in (-1, 1):  # ears
         cv.ellipse(
-            (side * p.face_width * 0.97, -0.02), (0.13, 0.22),
+            (side * p.face_width * 0.97, -0.02),
+            (0.13, 0.22),
             _shade(skin, 0.92),
         )
     cv.ellipse((0, 0), (p.face_width, p.face_height), skin)
@@ -567,7 +621,8 @@ def _draw_head(cv, p):
     # An open mouth drops the jaw: the chin moves down, the face lengthens.
     drop = 0.5 * max(0.0, p.expression.mouth_open)
     cv.ellipse(
-        (0, 0.35 + drop / 2), (p.jaw_width, p.face_height - 0.35 + drop / 2),
+        (0, 0.35 + drop / 2),
+        (p.jaw_width, p.face_height - 0.35 + drop / 2),
         skin,
     )
     e = p.expression
@@ -576,15 +631,19 @@ def _draw_head(cv, p):
     for side in (-1, 1):
         cv.ellipse(
             (side * p.eye_spacing, p.eye_y - 0.05),
-            (p.eye_size + 0.07, 0.13), _shade(skin, 1.0 - shade),
+            (p.eye_size + 0.07, 0.13),
+            _shade(skin, 1.0 - shade),
         )
     if e.cheek_raise > 0.1:
         cheek = _mix(_shade(skin, 1.08), (235, 140, 140), 0.08)
         for side in (-1, 1):
             cv.ellipse(
-                (side * (p.eye_spacing + 0.06), p.eye_y + 0.3 - 0.05 * (
-                    e.cheek_raise)),
-                (0.2, 0.12 + 0.02 * e.cheek_raise), cheek,
+                (
+                    side * (p.eye_spacing + 0.06),
+                    p.eye_y + 0.3 - 0.05 * (e.cheek_raise),
+                ),
+                (0.2, 0.12 + 0.02 * e.cheek_raise),
+                cheek,
             )
     if p.hair_style in (0, 1, 3, 4):
         _draw_hair_cap(cv, p)
@@ -607,7 +666,8 @@ def _draw_hair_cap(cv, p):
         # Overlapping puffs along the crown outline.
         for a in np.linspace(np.pi * 0.97, 2.03 * np.pi, 15):
             cv.ellipse(
-                (0.97 * w * np.cos(a), 0.97 * h * np.sin(a)), (0.2, 0.2),
+                (0.97 * w * np.cos(a), 0.97 * h * np.sin(a)),
+                (0.2, 0.2),
                 p.hair,
             )
 
@@ -638,9 +698,7 @@ def _draw_eyes(cv, p):
         ix, iy = cx + e.gaze[0], cy + e.gaze[1]
         cv.ellipse((ix, iy), (iris_r, iris_r), p.iris)
         cv.ellipse((ix, iy), (0.032, 0.032), (15, 12, 12))
-        cv.ellipse(
-            (ix + 0.025, iy - 0.025), (0.014, 0.014), (250, 250, 250)
-        )
+        cv.ellipse((ix + 0.025, iy - 0.025), (0.014, 0.014), (250, 250, 250))
         # Skin over what the lids hide: clips the iris to the opening.
         box = 0.16
         cv.poly(
@@ -683,7 +741,9 @@ def _draw_brows(cv, p):
         y0 = p.eye_y - p.brow_gap - e.brow_raise + 0.02
         for x in (-0.045, 0.045):
             cv.poly(
-                [(x, y0 - 0.1), (x * 1.3, y0 + 0.05)], line, width=0.022,
+                [(x, y0 - 0.1), (x * 1.3, y0 + 0.05)],
+                line,
+                width=0.022,
                 closed=False,
             )
 
@@ -700,7 +760,9 @@ def _draw_forehead(cv, p):
             break
         cv.poly(
             _curve(-0.38, 0.38, lambda x, y=y: y + 0.12 * x**2, 7),
-            line, width=0.02, closed=False,
+            line,
+            width=0.02,
+            closed=False,
         )
 
 
@@ -710,18 +772,25 @@ def _draw_nose(cv, p):
     tip = p.nose_length
     # Bridge shadow on one side, as from a light slightly off-axis.
     cv.poly(
-        [(0.07, p.eye_y + 0.05), (0.09, tip - 0.05), (0.12, tip)], shadow,
-        width=0.018, closed=False,
+        [(0.07, p.eye_y + 0.05), (0.09, tip - 0.05), (0.12, tip)],
+        shadow,
+        width=0.018,
+        closed=False,
     )
     flare = 1.0 + e.nostril_flare
     cv.ellipse(
-        (0, tip + 0.01), (0.15 * flare, 0.07), shadow, arc=(10, 170),
+        (0, tip + 0.01),
+        (0.15 * flare, 0.07),
+        shadow,
+        arc=(10, 170),
         width=0.02,
     )
     for side in (-1, 1):
         cv.ellipse(
-            (side * 0.07 * flare, tip + 0.03), (0.035 * flare, 0.02),
-            _shade(p.skin, 0.45), angle=side * 15,
+            (side * 0.07 * flare, tip + 0.03),
+            (0.035 * flare, 0.02),
+            _shade(p.skin, 0.45),
+            angle=side * 15,
         )
     if e.nose_wrinkle > 0.2:
         line = _shade(p.skin, 1.0 - 0.3 * min(e.nose_wrinkle, 1.0))
@@ -729,7 +798,9 @@ def _draw_nose(cv, p):
             y = p.eye_y + 0.08 + 0.05 * k
             cv.poly(
                 _curve(-0.09, 0.09, lambda x, y=y: y - 2.0 * x**2, 5),
-                line, width=0.022, closed=False,
+                line,
+                width=0.022,
+                closed=False,
             )
 
 
@@ -752,8 +823,7 @@ def _mouth_geometry(p):
         side = np.maximum(
             1 - ((x - e.asymmetry * 0.35 * w) / (0.6 * w)) ** 2, 0
         )
-        return (cy - 0.5 * open_ * bump(x) ** q - lift(x)
-                - e.lip_raise * side)
+        return cy - 0.5 * open_ * bump(x) ** q - lift(x) - e.lip_raise * side
 
     def inner_low(x):
         return cy + 0.5 * open_ * bump(x) ** q - lift(x)
@@ -789,7 +859,9 @@ def _draw_mouth(cv, p):
                     (side * (w + 0.07), p.nose_length + 0.12),
                     (corner[0] + side * 0.06, corner[1] + 0.06),
                 ],
-                fold, width=0.018, closed=False,
+                fold,
+                width=0.018,
+                closed=False,
             )
     cv.poly(lips, p.lip_tint)
     if e.mouth_open > 0.015:
@@ -811,7 +883,9 @@ def _draw_mouth(cv, p):
             )
             cv.poly(teeth, (236, 232, 220))
     cv.poly(
-        _curve(-w, w, inner_up, n), _shade(p.lip_tint, 0.5), width=0.02,
+        _curve(-w, w, inner_up, n),
+        _shade(p.lip_tint, 0.5),
+        width=0.02,
         closed=False,
     )
     if p.moustache:
@@ -824,12 +898,16 @@ def _draw_glasses(cv, p):
     frame = (30, 30, 35)
     for side in (-1, 1):
         cv.ellipse(
-            (side * p.eye_spacing, p.eye_y + 0.01), (p.eye_size + 0.07, 0.14),
-            frame, width=0.025,
+            (side * p.eye_spacing, p.eye_y + 0.01),
+            (p.eye_size + 0.07, 0.14),
+            frame,
+            width=0.025,
         )
     gap = p.eye_spacing - p.eye_size - 0.07
     cv.poly(
-        [(-gap, p.eye_y - 0.02), (gap, p.eye_y - 0.02)], frame, width=0.025,
+        [(-gap, p.eye_y - 0.02), (gap, p.eye_y - 0.02)],
+        frame,
+        width=0.025,
         closed=False,
     )
 
@@ -847,7 +925,8 @@ def render_face(params, image_size=100):
     rng = np.random.default_rng(params.detail_seed)
     side = 2 * image_size  # drawn at 2x, area-downsampled: smooth edges
     canvas = cv2.resize(
-        _draw_background(image_size, rng), (side, side),
+        _draw_background(image_size, rng),
+        (side, side),
         interpolation=cv2.INTER_LINEAR,
     )
     cv = _Canvas(canvas, params)
@@ -866,8 +945,7 @@ def render_face(params, image_size=100):
     # A brightness gradient across the picture stands in for side lighting.
     light = params.gain * (
         1.0
-        + params.light_strength
-        * (_ramp(image_size, params.light_angle) - 0.5)
+        + params.light_strength * (_ramp(image_size, params.light_angle) - 0.5)
     )
     image *= light[..., None]
     if params.blur_sigma > 0.05:
@@ -877,7 +955,7 @@ def render_face(params, image_size=100):
         # would be a sixth of the rendering time.
         bank = _noise_bank(image_size)
         dy, dx = rng.integers(0, bank.shape[0] - image_size + 1, size=2)
-        noise = bank[dy:dy + image_size, dx:dx + image_size]
+        noise = bank[dy : dy + image_size, dx : dx + image_size]
         image += np.float32(params.noise_sigma) * noise
     image += 0.5  # round, not truncate, in the cast below
     return np.clip(image, 0, 255, out=image).astype(np.uint8)
@@ -960,14 +1038,19 @@ def generate(n_per_class, seed, split="train", image_size=100):
             images[i], _ = render_index(seed, split, i, image_size)
             if (i + 1) % _PROGRESS_EVERY == 0 and i + 1 < n:
                 logging.info(
-                    "synthetic %s: rendered %d/%d faces (%.1f s)", split,
-                    i + 1, n, time.perf_counter() - start,
+                    "synthetic %s: rendered %d/%d faces (%.1f s)",
+                    split,
+                    i + 1,
+                    n,
+                    time.perf_counter() - start,
                 )
     finally:
         cv2.setNumThreads(threads)
     if n >= _PROGRESS_EVERY:
         logging.info(
-            "synthetic %s: %d faces in %.1f s", split, n,
+            "synthetic %s: %d faces in %.1f s",
+            split,
+            n,
             time.perf_counter() - start,
         )
     return images, labels
@@ -994,9 +1077,7 @@ def cache_path(data_dir, config):
 
 def _read_cache(path, config):
     """Returns {split: (images, labels)} from `path`, or raises on any fault."""
-    expected = {
-        "train": config.synthetic_train, "test": config.synthetic_test
-    }
+    expected = {"train": config.synthetic_train, "test": config.synthetic_test}
     out = {}
     with np.load(path, allow_pickle=False) as f:
         if int(f["version"]) != VERSION:
@@ -1055,8 +1136,7 @@ def load_synthetic(config):
                 notes.append(f"read from cache {path}")
             except Exception as e:  # noqa: BLE001 - any fault: re-render
                 msg = (
-                    f"cache {path} is unreadable or stale ({e}); "
-                    "re-rendered it"
+                    f"cache {path} is unreadable or stale ({e}); re-rendered it"
                 )
                 logging.warning("%s", msg)
                 notes.append(msg)

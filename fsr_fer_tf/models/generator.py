@@ -81,7 +81,10 @@ class RRDBGenerator(keras.Model):
         # === Layers ===
         he = "he_normal"
         first_conv = keras.layers.Conv2D(
-            config.filters, 3, padding="same", kernel_initializer=he,
+            config.filters,
+            3,
+            padding="same",
+            kernel_initializer=he,
             name="first_conv",
         )
         blocks = [
@@ -96,7 +99,10 @@ class RRDBGenerator(keras.Model):
             for i in range(config.num_blocks)
         ]
         trunk_conv = keras.layers.Conv2D(
-            config.filters, 3, padding="same", kernel_initializer=he,
+            config.filters,
+            3,
+            padding="same",
+            kernel_initializer=he,
             name="trunk_conv",
         )
         tail_conv1 = keras.layers.Conv2D(
@@ -154,5 +160,7 @@ class RRDBGenerator(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        config["config"] = configs.as_config(GeneratorConfig, config.get("config"))
+        config["config"] = configs.as_config(
+            GeneratorConfig, config.get("config")
+        )
         return cls(**config)

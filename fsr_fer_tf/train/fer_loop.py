@@ -37,8 +37,10 @@ def validate_config(cfg):
         0 <= cfg.center_loss_alpha <= 1,
         f"--center_loss_alpha must be in [0, 1], got {cfg.center_loss_alpha}.",
     )
-    req(cfg.max_rotation >= 0 and cfg.max_shift >= 0,
-        "--max_rotation and --max_shift must be >= 0.")
+    req(
+        cfg.max_rotation >= 0 and cfg.max_shift >= 0,
+        "--max_rotation and --max_shift must be >= 0.",
+    )
     req(cfg.eval_every_epochs > 0, "--eval_every_epochs must be > 0.")
     req(cfg.log_every > 0, "--log_every must be > 0.")
     configs.parse_schedule(cfg.learning_rate_schedule)
@@ -63,9 +65,7 @@ def _learning_rate(cfg, steps_per_epoch):
     values = [lr for _, lr in schedule]
     if not boundaries:
         return values[0]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(
-        boundaries, values
-    )
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
 def _architecture(model_config, mixed_precision):
@@ -130,9 +130,7 @@ def run_validation(steps, split, scales, batch_size, writer, step):
         step,
         f"predictions_{first}",
         plots.figure_to_png(
-            _sample_figure(
-                batch["lr"].numpy(), batch["label"].numpy(), logits
-            )
+            _sample_figure(batch["lr"].numpy(), batch["label"].numpy(), logits)
         ),
     )
     return {key: r["accuracy"] for key, r in results.items()}
@@ -150,8 +148,9 @@ def _save_if_finite(model, manager, step):
     return manager.save(checkpoint_number=step)
 
 
-def train_fer(model_config, cfg, data_config, model_dir, resume=True,
-              dataset=None):
+def train_fer(
+    model_config, cfg, data_config, model_dir, resume=True, dataset=None
+):
     """Trains CovPoolFER; returns {"final": path, "best": path, ...}.
 
     Args:
@@ -222,7 +221,9 @@ def train_fer(model_config, cfg, data_config, model_dir, resume=True,
         cfg.center_loss_alpha,
     )
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    best = loop.BestTracker(run, f"accuracy_{eval_lib.scale_key(val_scales[0])}")
+    best = loop.BestTracker(
+        run, f"accuracy_{eval_lib.scale_key(val_scales[0])}"
+    )
     ckpt = run.checkpoint(
         model=model,
         optimizer=optimizer,
@@ -326,4 +327,3 @@ def train_fer(model_config, cfg, data_config, model_dir, resume=True,
         "steps": current,
         "model_dir": run.model_dir,
     }
-

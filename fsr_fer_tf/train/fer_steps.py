@@ -41,8 +41,14 @@ class ClassifierSteps:
         metrics = steps.train_step(images, labels)  # dict of float32 scalars
     """
 
-    def __init__(self, model, optimizer, weight_decay, center_loss_weight,
-                 center_loss_alpha):
+    def __init__(
+        self,
+        model,
+        optimizer,
+        weight_decay,
+        center_loss_weight,
+        center_loss_alpha,
+    ):
         self.model = model
         self.optimizer = optimizer
         self.features, self.spd, self.head = covpool.covpoolfer_parts(model)
@@ -95,9 +101,7 @@ class ClassifierSteps:
         grads = tape.gradient(scaled, variables)
         updates.apply_if_finite(self.optimizer, grads, variables)
         if self.center_loss_weight > 0:
-            diff = (1.0 - self.center_loss_alpha) * (
-                batch_centers - embedding
-            )
+            diff = (1.0 - self.center_loss_alpha) * (batch_centers - embedding)
             # A non-finite batch moves neither the weights nor the centres.
             diff = tf.where(tf.math.is_finite(loss), diff, tf.zeros_like(diff))
             self.centers.scatter_sub(tf.IndexedSlices(diff, labels))

@@ -34,8 +34,10 @@ def validate_config(cfg):
     req(cfg.steps >= 0, f"--steps must be >= 0, got {cfg.steps}.")
     req(cfg.learning_rate > 0, "--learning_rate must be > 0.")
     req(0 < cfg.lr_decay <= 1, "--lr_decay must be in (0, 1].")
-    req(0 <= cfg.beta_1 < 1 and 0 <= cfg.beta_2 < 1,
-        "--beta_1 and --beta_2 must be in [0, 1).")
+    req(
+        0 <= cfg.beta_1 < 1 and 0 <= cfg.beta_2 < 1,
+        "--beta_1 and --beta_2 must be in [0, 1).",
+    )
     req(cfg.n_critic >= 1, f"--n_critic must be >= 1, got {cfg.n_critic}.")
     req(cfg.k >= 0, f"--k must be >= 0 (0 turns the penalty off), got {cfg.k}.")
     req(cfg.p > 0, f"--p must be > 0 (the paper uses 6), got {cfg.p}.")
@@ -47,23 +49,30 @@ def validate_config(cfg):
     req(cfg.r > 0, f"--r must be > 0, got {cfg.r}.")
     for name in ("adv_weight", "perceptual_weight", "l2_weight"):
         req(getattr(cfg, name) >= 0, f"--{name} must be >= 0.")
-    req(cfg.l2_reduction in ("mean", "sum"),
-        "--l2_reduction must be 'mean' or 'sum'.")
+    req(
+        cfg.l2_reduction in ("mean", "sum"),
+        "--l2_reduction must be 'mean' or 'sum'.",
+    )
     req(cfg.pretrain_steps >= 0, "--pretrain_steps must be >= 0.")
     req(cfg.pretrain_learning_rate > 0, "--pretrain_learning_rate must be > 0.")
-    req(cfg.steps + cfg.pretrain_steps > 0,
-        "--steps and --pretrain_steps are both 0: nothing to train.")
+    req(
+        cfg.steps + cfg.pretrain_steps > 0,
+        "--steps and --pretrain_steps are both 0: nothing to train.",
+    )
     for name in ("eval_every", "log_every", "checkpoint_every"):
         req(getattr(cfg, name) > 0, f"--{name} must be > 0.")
     req(cfg.eval_images >= 0, "--eval_images must be >= 0.")
     scales = configs.parse_int_list(cfg.scales, "--scales")
     req(scales, "--scales is empty; give e.g. --scales=2,3,4,5,6,7,8.")
-    req(all(s >= 1 for s in scales),
-        f"--scales must be >= 1, got {cfg.scales}.")
+    req(
+        all(s >= 1 for s in scales), f"--scales must be >= 1, got {cfg.scales}."
+    )
     for name in ("lr_boundaries", "pretrain_lr_boundaries"):
         bounds = configs.parse_int_list(getattr(cfg, name), f"--{name}")
-        req(list(bounds) == sorted(set(bounds)) and all(b > 0 for b in bounds),
-            f"--{name} must be increasing positive steps.")
+        req(
+            list(bounds) == sorted(set(bounds)) and all(b > 0 for b in bounds),
+            f"--{name} must be increasing positive steps.",
+        )
     return scales
 
 
@@ -137,12 +146,19 @@ def _architecture(gen_config, critic_config, d, mixed_precision):
     }
 
 
-def run_validation(predict, split, scales, batch_size, limit, image_size,
-                   writer, step):
+def run_validation(
+    predict, split, scales, batch_size, limit, image_size, writer, step
+):
     """Per-scale accuracy of bicubic and FSR; returns the summaries."""
     results = eval_lib.summarize(
-        eval_lib.collect(split, scales, batch_size, predict, limit=limit,
-                         image_size=image_size)
+        eval_lib.collect(
+            split,
+            scales,
+            batch_size,
+            predict,
+            limit=limit,
+            image_size=image_size,
+        )
     )
     scalars = {}
     for method, per_scale in results.items():
@@ -154,8 +170,16 @@ def run_validation(predict, split, scales, batch_size, limit, image_size,
     return results
 
 
-def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
-              model_dir, resume=True, dataset=None):
+def train_fsr(
+    fer_model_path,
+    gen_config,
+    critic_config,
+    cfg,
+    data_config,
+    model_dir,
+    resume=True,
+    dataset=None,
+):
     """Trains G and D on features of a frozen CovPoolFER.
 
     Args:
@@ -281,8 +305,10 @@ def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
             val_writer,
             gan_step,
         )
-        mean = {m: np.mean([r["accuracy"] for r in v.values()])
-                for m, v in validation.items()}
+        mean = {
+            m: np.mean([r["accuracy"] for r in v.values()])
+            for m, v in validation.items()
+        }
         logging.info(
             "Validation (%s) at GAN step %d: mean accuracy bicubic %.4f, "
             "fsr %.4f | fsr per scale: %s",
@@ -290,16 +316,20 @@ def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
             gan_step,
             mean["bicubic"],
             mean["fsr"],
-            " ".join(f"{k} {r['accuracy']:.3f}"
-                     for k, r in validation["fsr"].items()),
+            " ".join(
+                f"{k} {r['accuracy']:.3f}" for k, r in validation["fsr"].items()
+            ),
         )
         if best.update(
             mean["fsr"],
             gan_step,
             lambda: loop.export_keras(generator, paths["generator_best"]),
-            {"validation_split": val_name,
-             "accuracy": {k: r["accuracy"]
-                          for k, r in validation["fsr"].items()}},
+            {
+                "validation_split": val_name,
+                "accuracy": {
+                    k: r["accuracy"] for k, r in validation["fsr"].items()
+                },
+            },
         ):
             logging.info("New best generator -> %s", paths["generator_best"])
 
@@ -313,8 +343,9 @@ def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
         cfg.steps,
         cfg.batch_size,
         ",".join(map(str, scales)),
-        f"resuming at {pre_done}+{gan_done}" if pre_done + gan_done else
-        "from scratch",
+        f"resuming at {pre_done}+{gan_done}"
+        if pre_done + gan_done
+        else "from scratch",
         run.model_dir,
     )
     pre_progress = loop.ProgressLogger(
@@ -377,10 +408,12 @@ def train_fsr(fer_model_path, gen_config, critic_config, cfg, data_config,
     loop.export_keras(critic, paths["critic"])
     if not os.path.exists(paths["generator_best"]):
         loop.export_keras(generator, paths["generator_best"])
-    loop.export_keras(fsr_fer.build_fsr_fer(fer_model, generator),
-                      paths["fsr_fer"])
+    loop.export_keras(
+        fsr_fer.build_fsr_fer(fer_model, generator), paths["fsr_fer"]
+    )
     logging.info("Exported %s", ", ".join(paths.values()))
     train_writer.flush()
     val_writer.flush()
-    return dict(paths, validation=validation, steps=gan_done,
-                model_dir=run.model_dir)
+    return dict(
+        paths, validation=validation, steps=gan_done, model_dir=run.model_dir
+    )

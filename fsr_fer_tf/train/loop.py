@@ -131,8 +131,15 @@ class RunDirectory:
         manager = run.checkpoint_manager(ckpt)
     """
 
-    def __init__(self, model_dir, params, architecture, resume, kind,
-                 pinned=RESUME_PINNED):
+    def __init__(
+        self,
+        model_dir,
+        params,
+        architecture,
+        resume,
+        kind,
+        pinned=RESUME_PINNED,
+    ):
         self.model_dir = os.path.abspath(model_dir)
         self.pinned = tuple(pinned)
         # JSON round trip: tuples become lists, as they come back from a
@@ -183,7 +190,9 @@ class RunDirectory:
                 f"{where} holds a {old.get('kind')} run, not a {self.kind} "
                 "run; choose a new --model_dir."
             )
-        changes = _diff(old.get("architecture", {}), self.params["architecture"])
+        changes = _diff(
+            old.get("architecture", {}), self.params["architecture"]
+        )
         if changes:
             raise errors.ConfigError(
                 f"{where} holds a checkpoint of a different architecture "
@@ -203,7 +212,8 @@ class RunDirectory:
                 "Nothing was overwritten."
             )
         others = [
-            c for c in _diff(old, self.params)
+            c
+            for c in _diff(old, self.params)
             if not c.startswith("architecture.")
         ]
         if old and others:
@@ -419,12 +429,12 @@ def report_dataset(dataset):
             "%d files or classes were skipped (%s); see `python -m "
             "fsr_fer_tf.data.inspect` for the list.",
             len(dataset.skipped),
-            ", ".join(f"{n} {r}" for r, n in
-                      summary["skipped"]["by_reason"].items()),
+            ", ".join(
+                f"{n} {r}" for r, n in summary["skipped"]["by_reason"].items()
+            ),
         )
     for note in dataset.notes:
         logging.info("%s", note)
-
 
 
 def read_scalars(event_dir):

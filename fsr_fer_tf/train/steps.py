@@ -370,9 +370,7 @@ class FSRSteps:
                         self.d_optimizer, grads, critic.trainable_variables
                     )
 
-            adv = losses.generator_adversarial_loss(
-                critic(f_sr, training=True)
-            )
+            adv = losses.generator_adversarial_loss(critic(f_sr, training=True))
             perceptual = losses.perceptual_loss(embedding_sr, embedding_hr)
             l2 = losses.feature_l2_loss(f_sr, f_hr, self.l2_reduction)
             per_sample = (
@@ -430,8 +428,7 @@ class FSRSteps:
         grads, loss = self._pretrain_gradients(f_lr, f_hr)
         learning_rate = _f32(self.pretrain_optimizer.learning_rate)
         updates.apply_if_finite(
-            self.pretrain_optimizer,
-            grads, self.generator.trainable_variables
+            self.pretrain_optimizer, grads, self.generator.trainable_variables
         )
         return {
             "pretrain_l2": loss,
@@ -456,4 +453,3 @@ def _loss_scale(optimizer):
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return _f32(optimizer.dynamic_scale)
     return tf.constant(1.0, tf.float32)
-

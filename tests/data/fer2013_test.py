@@ -50,14 +50,17 @@ def test_splits_labels_and_pixels(csv_path):
     dataset = load(csv_path)
     assert dataset.name == "fer2013_csv"
     assert {k: len(v) for k, v in dataset.splits.items()} == {
-        "train": 3, "val": 1, "test": 2,
+        "train": 3,
+        "val": 1,
+        "test": 2,
     }
     train = dataset.split("train")
     names = [labels_lib.CLASS_NAMES[i] for i in train.labels]
     assert names == ["anger", "happiness", "surprise"]
     assert labels_lib.CLASS_NAMES[dataset.split("val").labels[0]] == "neutral"
-    assert [labels_lib.CLASS_NAMES[i] for i in dataset.split("test").labels] \
-        == ["fear", "disgust"]
+    assert [
+        labels_lib.CLASS_NAMES[i] for i in dataset.split("test").labels
+    ] == ["fear", "disgust"]
     assert train.images.shape == (3, 48, 48, 3)
     assert train.images.dtype == np.uint8
     expected = np.array(ROWS[1][1].split(), dtype=np.uint8).reshape(48, 48)

@@ -68,8 +68,13 @@ def test_split_tree_counts_and_labels(split_tree):
     assert sorted(dataset.splits) == ["test", "train"]
     train = dataset.split("train")
     assert train.class_counts() == {
-        "surprise": 1, "fear": 0, "disgust": 0, "happiness": 4,
-        "sadness": 0, "anger": 1, "neutral": 0,
+        "surprise": 1,
+        "fear": 0,
+        "disgust": 0,
+        "happiness": 4,
+        "sadness": 0,
+        "anger": 1,
+        "neutral": 0,
     }
     label_of = {
         os.path.basename(p): labels_lib.CLASS_NAMES[label]
@@ -91,9 +96,10 @@ def test_split_tree_skipped(split_tree):
     contempt = os.path.join(root, "train", "contempt")
     assert "not one of the 7" in reasons[contempt]
     assert "2 files" in reasons[contempt]
-    assert "not an image file" in reasons[
-        os.path.join(root, "train", "Happy", "notes.txt")
-    ]
+    assert (
+        "not an image file"
+        in reasons[os.path.join(root, "train", "Happy", "notes.txt")]
+    )
     assert "empty class folder" in reasons[os.path.join(root, "train", "sad")]
     assert "not a split folder" in reasons[os.path.join(root, "README.md")]
     for key in ("truncated", "corrupt"):

@@ -53,8 +53,9 @@ def test_small_cases_match_matlab(ref_dir):
         ).numpy()[..., 0]
         expected = np.array(case["expected"])
         assert y.shape == expected.shape, name
-        np.testing.assert_allclose(y, expected, rtol=0, atol=1e-10,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            y, expected, rtol=0, atol=1e-10, err_msg=name
+        )
 
 
 @pytest.mark.parametrize("antialiasing", [True, False])
@@ -159,9 +160,7 @@ def test_uint8_passes_run_rows_first_on_equal_scales(ref100):
         small = -(-100 // s)
         w = imresize_lib.resize_weights(100, small, 1 / s)
         down = imresize_lib.resize_with_weights(hr, w, w, rows_first=False)
-        columns_first_off += np.sum(
-            down.numpy() != ref100[f"down_x{s}_uint8"]
-        )
+        columns_first_off += np.sum(down.numpy() != ref100[f"down_x{s}_uint8"])
     assert columns_first_off > 0
     once = imresize(hr.numpy() / 255.0, scale=1 / 3).numpy()
     once = _to_uint8_levels(once)
@@ -251,8 +250,16 @@ def test_batched_equals_per_image(faces, dtype, summation):
 
 
 @pytest.mark.parametrize(
-    "dtype", [tf.uint8, tf.uint16, tf.int16, tf.float16, tf.bfloat16,
-              tf.float32, tf.float64]
+    "dtype",
+    [
+        tf.uint8,
+        tf.uint16,
+        tf.int16,
+        tf.float16,
+        tf.bfloat16,
+        tf.float32,
+        tf.float64,
+    ],
 )
 def test_output_dtype_is_input_dtype(faces, dtype):
     y = imresize(tf.cast(faces[0], dtype), output_size=(50, 64))
@@ -266,8 +273,7 @@ def test_graph_and_tf_data_equal_eager(faces):
     ds = tf.data.Dataset.from_tensor_slices(faces).map(
         lambda x: imresize(x, scale=1 / 6), num_parallel_calls=2
     )
-    np.testing.assert_array_equal(np.stack(list(ds.as_numpy_iterator())),
-                                  eager)
+    np.testing.assert_array_equal(np.stack(list(ds.as_numpy_iterator())), eager)
     # Unknown batch size is fine; only H and W must be static.
     unknown_batch = tf.function(
         lambda x: imresize(x, scale=1 / 6),
@@ -318,8 +324,12 @@ def test_bad_arguments_raise_config_error(kwargs):
 
 @pytest.mark.parametrize(
     "shape,dtype",
-    [((8, 8), np.float32), ((1, 1, 8, 8, 1), np.float32),
-     ((8, 8, 1), np.int32), ((8, 8, 1), np.bool_)],
+    [
+        ((8, 8), np.float32),
+        ((1, 1, 8, 8, 1), np.float32),
+        ((8, 8, 1), np.int32),
+        ((8, 8, 1), np.bool_),
+    ],
 )
 def test_bad_images_raise_config_error(shape, dtype):
     with pytest.raises(errors.ConfigError, match="imresize"):

@@ -93,9 +93,16 @@ def test_bad_flag_is_one_line(capsys):
 def test_command_line_exit_status():
     # A flag error: no TensorFlow import, so the subprocess stays cheap.
     result = subprocess.run(
-        [sys.executable, "-m", "fsr_fer_tf.data.inspect",
-         "--data_format=folder"],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "fsr_fer_tf.data.inspect",
+            "--data_format=folder",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr

@@ -65,21 +65,35 @@ def test_config_errors():
 def test_flag_defaults_match_data_config():
     values = _flag_values()
     assert data_flags.data_config_from_flags(values) == configs.DataConfig()
-    for name in ("data_format", "data_dir", "strict", "max_missing",
-                 "test_fraction", "synthetic_train", "synthetic_test",
-                 "synthetic_seed"):
+    for name in (
+        "data_format",
+        "data_dir",
+        "strict",
+        "max_missing",
+        "test_fraction",
+        "synthetic_train",
+        "synthetic_test",
+        "synthetic_seed",
+    ):
         assert values[name].help, name
 
 
 def test_flags_to_config():
     values = _flag_values(
-        "--data_format=folder", "--data_dir=/data/faces", "--strict",
-        "--test_fraction=0.3", "--max_missing=0.01",
+        "--data_format=folder",
+        "--data_dir=/data/faces",
+        "--strict",
+        "--test_fraction=0.3",
+        "--max_missing=0.01",
     )
     config = data_flags.data_config_from_flags(values, image_size=64)
     assert config == configs.DataConfig(
-        data_format="folder", data_dir="/data/faces", strict=True,
-        test_fraction=0.3, max_missing=0.01, image_size=64,
+        data_format="folder",
+        data_dir="/data/faces",
+        strict=True,
+        test_fraction=0.3,
+        max_missing=0.01,
+        image_size=64,
     )
 
 

@@ -70,9 +70,7 @@ def test_scale_one_is_identity(faces, synth):
     np.testing.assert_array_equal(lr.numpy(), faces)
     np.testing.assert_array_equal(up.numpy(), faces)
     identity = LRSynthesizer(scales=(1, 2))
-    np.testing.assert_array_equal(
-        identity.upsampled(faces, 1).numpy(), faces
-    )
+    np.testing.assert_array_equal(identity.upsampled(faces, 1).numpy(), faces)
     np.testing.assert_array_equal(
         identity.upsampled(faces, tf.constant(1)).numpy(), faces
     )

@@ -86,7 +86,10 @@ def test_lr_native(split):
     np.testing.assert_array_equal(out["lr_native"], native.numpy())
     with pytest.raises(errors.ConfigError, match="single scale"):
         pipeline.make_dataset(
-            split, batch_size=5, training=False, scales=(2, 3),
+            split,
+            batch_size=5,
+            training=False,
+            scales=(2, 3),
             lr_native=True,
         )
 
@@ -117,7 +120,11 @@ def test_skip_batches_gives_the_tail_of_the_epoch(split):
     )
     tail, _ = _collect(
         pipeline.make_dataset(
-            split, batch_size=3, training=True, epoch=4, scales=(2, 5),
+            split,
+            batch_size=3,
+            training=True,
+            epoch=4,
+            scales=(2, 5),
             skip_batches=2,
         )
     )
@@ -133,8 +140,8 @@ def _flip_shift_of(hr, face, max_shift):
         source = face[:, ::-1] if flip else face
         for dy in range(-m, m + 1):
             for dx in range(-m, m + 1):
-                moved = source[m - dy:S - m - dy, m - dx:S - m - dx]
-                if np.array_equal(hr[m:S - m, m:S - m], moved):
+                moved = source[m - dy : S - m - dy, m - dx : S - m - dx]
+                if np.array_equal(hr[m : S - m, m : S - m], moved):
                     return flip, dx, dy
     return None
 
@@ -142,7 +149,11 @@ def _flip_shift_of(hr, face, max_shift):
 def test_flip_and_shift_keep_pairs_aligned(split):
     _, out = _collect(
         pipeline.make_dataset(
-            split, batch_size=5, training=True, max_rotation=0.0, seed=5,
+            split,
+            batch_size=5,
+            training=True,
+            max_rotation=0.0,
+            seed=5,
             scales=(2, 4),
         )
     )
@@ -161,8 +172,13 @@ def test_flip_and_shift_keep_pairs_aligned(split):
 def test_flip_only_and_no_flip(split):
     _, out = _collect(
         pipeline.make_dataset(
-            split, batch_size=5, training=True, max_shift=0,
-            max_rotation=0.0, scales=(4,), seed=1,
+            split,
+            batch_size=5,
+            training=True,
+            max_shift=0,
+            max_rotation=0.0,
+            scales=(4,),
+            seed=1,
         )
     )
     mirrored = []
@@ -175,8 +191,13 @@ def test_flip_only_and_no_flip(split):
     np.testing.assert_array_equal(out["lr"], lr.numpy())
     _, out = _collect(
         pipeline.make_dataset(
-            split, batch_size=5, training=True, flip=False, max_rotation=0.0,
-            scales=(4,), seed=1,
+            split,
+            batch_size=5,
+            training=True,
+            flip=False,
+            max_rotation=0.0,
+            scales=(4,),
+            seed=1,
         )
     )
     for hr, index in zip(out["hr"], out["index"]):
@@ -219,16 +240,21 @@ def test_empty_split():
 def file_split(tmp_path_factory):
     root = tmp_path_factory.mktemp("files")
     faces = _faces(4, S, seed=1)
-    paths = [os.path.join(root, n) for n in ("rgb.png", "grey.png",
-                                             "rgba.png", "small.bmp")]
+    paths = [
+        os.path.join(root, n)
+        for n in ("rgb.png", "grey.png", "rgba.png", "small.bmp")
+    ]
     cv2.imwrite(paths[0], faces[0][..., ::-1])
     cv2.imwrite(paths[1], faces[1][..., 0])
     alpha = np.full((S, S, 1), 7, np.uint8)
     cv2.imwrite(paths[2], np.concatenate([faces[2][..., ::-1], alpha], -1))
     small = faces[3][:48, :48]
     cv2.imwrite(paths[3], small[..., ::-1])
-    return sources.Split(name="test", labels=[0, 1, 2, 3], paths=paths), \
-        faces, small
+    return (
+        sources.Split(name="test", labels=[0, 1, 2, 3], paths=paths),
+        faces,
+        small,
+    )
 
 
 def test_file_split_decoding_and_cache(file_split):

@@ -31,8 +31,9 @@ def _face(seed):
     )
 
 
-def make_rafdb(root, entries=ENTRIES, folder="aligned", skip_images=(),
-               label_lines=None):
+def make_rafdb(
+    root, entries=ENTRIES, folder="aligned", skip_images=(), label_lines=None
+):
     """Writes ROOT/EmoLabel/list_patition_label.txt and ROOT/Image/<folder>."""
     os.makedirs(os.path.join(root, "EmoLabel"), exist_ok=True)
     image_dir = os.path.join(root, "Image", folder)
@@ -66,8 +67,13 @@ def test_counts_and_labels(tree):
     assert len(dataset.split("train")) == 5
     assert len(dataset.split("test")) == 3
     assert dataset.split("train").class_counts() == {
-        "surprise": 1, "fear": 0, "disgust": 0, "happiness": 2,
-        "sadness": 1, "anger": 0, "neutral": 1,
+        "surprise": 1,
+        "fear": 0,
+        "disgust": 0,
+        "happiness": 2,
+        "sadness": 1,
+        "anger": 0,
+        "neutral": 1,
     }
     assert dataset.skipped == []
     by_name = {
@@ -88,8 +94,10 @@ def test_original_folder_and_preference(tmp_path):
     root = make_rafdb(tmp_path / "orig", folder="original")
     dataset = load(root)
     assert len(dataset.split("train")) == 5
-    assert dataset.split("train").paths[0].endswith(
-        os.path.join("original", "train_00001.jpg")
+    assert (
+        dataset.split("train")
+        .paths[0]
+        .endswith(os.path.join("original", "train_00001.jpg"))
     )
     assert "Image/original" in dataset.notes[0]
     # With both folders, aligned wins and the note says so.

@@ -136,7 +136,9 @@ def test_expressions_move_the_intended_regions():
                     synthetic.face_rng(11, "probe", k), c, intensity=1.0
                 ),
                 size,
-            ).astype(np.float32).mean(-1)
+            )
+            .astype(np.float32)
+            .mean(-1)
             for c in range(N_CLASSES)
         ]
         for c in range(N_CLASSES):
@@ -235,10 +237,16 @@ def test_tool_writes_the_folder_layout(tmp_path, capsys):
     tool.define_flags(fv)
     out = tmp_path / "faces"
     sheet = tmp_path / "sheet.png"
-    fv([
-        "prog", f"--out_dir={out}", "--train_per_class=2",
-        "--test_per_class=1", "--seed=5", f"--contact_sheet={sheet}",
-    ])
+    fv(
+        [
+            "prog",
+            f"--out_dir={out}",
+            "--train_per_class=2",
+            "--test_per_class=1",
+            "--seed=5",
+            f"--contact_sheet={sheet}",
+        ]
+    )
     tool.main(["prog"], fv)
     for split, n in (("train", 2), ("test", 1)):
         for name in labels_lib.CLASS_NAMES:
@@ -253,8 +261,9 @@ def test_tool_writes_the_folder_layout(tmp_path, capsys):
 
     printed = capsys.readouterr().out
     assert "surprise" in printed and "total" in printed
-    total_row = [line for line in printed.splitlines() if line.startswith(
-        "total")][0]
+    total_row = [
+        line for line in printed.splitlines() if line.startswith("total")
+    ][0]
     assert total_row.split()[1:] == ["14", "7"]
     sheet_image = cv2.imread(str(sheet))
     # 7 class rows plus the x1..x8 row, a name column plus 10 faces.
@@ -281,12 +290,14 @@ def test_tool_cli_error_is_one_line(tmp_path):
     (out / "x.txt").write_text("x")
     result = subprocess.run(
         [sys.executable, TOOL, f"--out_dir={out}", "--train_per_class=1"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 2
     errors_printed = [
-        line for line in result.stderr.splitlines()
-        if line.startswith("error:")
+        line for line in result.stderr.splitlines() if line.startswith("error:")
     ]
     assert len(errors_printed) == 1 and "--overwrite" in errors_printed[0]
     assert "Traceback" not in result.stderr

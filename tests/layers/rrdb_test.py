@@ -105,9 +105,7 @@ class ResidualDenseBlockTest(tf.test.TestCase, parameterized.TestCase):
         a(x)
         b(x)
         b.set_weights(a.get_weights())
-        self.assertAllClose(
-            2.0 * (a(x) - x), b(x) - x, atol=1e-5, rtol=1e-5
-        )
+        self.assertAllClose(2.0 * (a(x) - x), b(x) - x, atol=1e-5, rtol=1e-5)
 
     def test_channel_mismatch(self):
         with self.assertRaises(ConfigError):

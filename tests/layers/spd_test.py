@@ -214,9 +214,7 @@ def _fns(kind):
 
 
 @pytest.mark.parametrize("name, kind, rtol32", REPEATED)
-def test_repeated_eigenvalues_match_loewner_reference(
-    mats, name, kind, rtol32
-):
+def test_repeated_eigenvalues_match_loewner_reference(mats, name, kind, rtol32):
     make, f, df = _fns(kind)
     s = mats[name]
     g = mats["g6"] if s.shape[0] == 6 else mats["g"]
@@ -318,9 +316,7 @@ def test_tf_eigh_gradient_is_wrong_where_loewner_is_right():
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 @pytest.mark.parametrize("layer_cls", [ReEig, LogEig])
-def test_non_finite_sample_gives_nan_output_and_gradient(
-    mats, bad, layer_cls
-):
+def test_non_finite_sample_gives_nan_output_and_gradient(mats, bad, layer_cls):
     s = np.stack([mats["separated"], mats["separated"]]).astype("float32")
     s[1, 2, 3] = s[1, 3, 2] = bad
     layer = layer_cls()

@@ -110,9 +110,7 @@ class RRDBGeneratorTest(tf.test.TestCase):
         self.assertIsInstance(revived, RRDBGenerator)
         self.assertEqual(revived.config, config)
         self.assertAllEqual(revived(x), g(x))
-        self.assertAllEqual(
-            revived(x, training=True), g(x, training=True)
-        )
+        self.assertAllEqual(revived(x, training=True), g(x, training=True))
 
     def test_mixed_precision(self):
         keras.config.set_dtype_policy("mixed_float16")

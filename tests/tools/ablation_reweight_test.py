@@ -20,10 +20,19 @@ WITHOUT, WITH = "w/o re-weighting", "w/ re-weighting"
 KEYS = ["x2", "x3", "x4", "x5", "x6", "x7", "x8"]
 # Generator / critic / schedule sizes of conftest's tiny run, as flags.
 TINY_FLAGS = [
-    "--g_filters=4", "--g_growth=4", "--g_num_blocks=1", "--g_dense_convs=2",
-    "--d_base_filters=2", "--d_dense_units=8", "--batch_size=8", "--steps=4",
-    "--eval_every=2", "--scales=2,4", "--log_every=2",
-    "--synthetic_train=8", "--synthetic_test=3",
+    "--g_filters=4",
+    "--g_growth=4",
+    "--g_num_blocks=1",
+    "--g_dense_convs=2",
+    "--d_base_filters=2",
+    "--d_dense_units=8",
+    "--batch_size=8",
+    "--steps=4",
+    "--eval_every=2",
+    "--scales=2,4",
+    "--log_every=2",
+    "--synthetic_train=8",
+    "--synthetic_test=3",
 ]
 
 
@@ -114,8 +123,7 @@ def test_build_table2_automatic_target(tool):
     assert ours[WITH]["reached_target"]
     assert ours[WITHOUT]["avg"] == pytest.approx(0.55)
     assert ours[WITH]["accuracy"]["x8"] == 0.5
-    assert ours[WITH]["best_validation"] == {"step": 200,
-                                             "mean_accuracy": 0.5}
+    assert ours[WITH]["best_validation"] == {"step": 200, "mean_accuracy": 0.5}
     assert ours[WITH]["last_validation_step"] == 300
     assert not ours[WITHOUT]["reweight"] and ours[WITH]["reweight"]
     assert table["speedup"] == 2.0
@@ -124,8 +132,9 @@ def test_build_table2_automatic_target(tool):
         row = table["paper"]["rows"][label]
         assert [row["accuracy_percent"][k] for k in KEYS] == list(values[:7])
         assert row["avg_percent"] == values[7]
-        assert row["iterations_to_convergence"] == (
-            paper.TABLE2_CONVERGENCE_ITERATIONS[label]
+        assert (
+            row["iterations_to_convergence"]
+            == (paper.TABLE2_CONVERGENCE_ITERATIONS[label])
         )
     assert table["paper"]["speedup"] == pytest.approx(400 / 150)
     json.dumps(table)  # serialisable as is
@@ -146,24 +155,36 @@ def test_table2_markdown_cells(tool):
     table = tool.build_table2(
         _accuracies(),
         _histories(),
-        context={"dataset": "synthetic", "split": "test", "n_images": 21,
-                 "validation_split": "test", "validation_scales": "2,4",
-                 "eval_every": 100, "pretrain_steps": 40},
+        context={
+            "dataset": "synthetic",
+            "split": "test",
+            "n_images": 21,
+            "validation_split": "test",
+            "validation_scales": "2,4",
+            "eval_every": 100,
+            "pretrain_steps": 40,
+        },
     )
     text = tool.table2_markdown(table)
     lines = text.splitlines()
-    assert ("| method | x2 | x3 | x4 | x5 | x6 | x7 | x8 | avg | "
-            "steps to target |") in lines
-    assert ("| w/o re-weighting (ours) | 40.000 | 45.000 | 50.000 | 55.000 "
-            "| 60.000 | 65.000 | 70.000 | 55.000 | 400 |") in lines
-    assert ("| w/ re-weighting (ours) | " + "50.000 | " * 8 + "200 |"
-            ) in lines
-    assert ("| w/o re-weighting *(paper)* | 83.246 | 81.169 | 78.196 | "
-            "74.739 | 71.675 | 68.774 | 64.211 | 74.573 | ~400k "
-            "(convergence) |") in lines
-    assert ("| w/ re-weighting *(paper)* | 83.214 | 81.220 | 78.031 | "
-            "75.196 | 71.675 | 68.872 | 64.244 | 74.637 | ~150k "
-            "(convergence) |") in lines
+    assert (
+        "| method | x2 | x3 | x4 | x5 | x6 | x7 | x8 | avg | steps to target |"
+    ) in lines
+    assert (
+        "| w/o re-weighting (ours) | 40.000 | 45.000 | 50.000 | 55.000 "
+        "| 60.000 | 65.000 | 70.000 | 55.000 | 400 |"
+    ) in lines
+    assert ("| w/ re-weighting (ours) | " + "50.000 | " * 8 + "200 |") in lines
+    assert (
+        "| w/o re-weighting *(paper)* | 83.246 | 81.169 | 78.196 | "
+        "74.739 | 71.675 | 68.774 | 64.211 | 74.573 | ~400k "
+        "(convergence) |"
+    ) in lines
+    assert (
+        "| w/ re-weighting *(paper)* | 83.214 | 81.220 | 78.031 | "
+        "75.196 | 71.675 | 68.872 | 64.244 | 74.637 | ~150k "
+        "(convergence) |"
+    ) in lines
     assert "synthetic / test (21 images)" in text
     assert "reached 50.000%" in text and "over x2,x4" in text
     assert "every 100 steps (after 40 L2-only pre-training" in text
@@ -180,14 +201,22 @@ def test_table2_markdown_cells(tool):
     "args, message",
     [
         ([], "--fer_model is required"),
-        (["--fer_model=x.keras", "--target_accuracy=1.5"],
-         "--target_accuracy=1.5 must be a fraction in (0, 1]"),
-        (["--fer_model=x.keras", "--target_accuracy=-0.2"],
-         "--target_accuracy=-0.2 must be"),
-        (["--fer_model=x.keras", "--noreweight"],
-         "--reweight is what this tool varies"),
-        (["--fer_model=x.keras", "--target_accuracy=0.5", "--steps=-1"],
-         "--steps must be >= 0"),
+        (
+            ["--fer_model=x.keras", "--target_accuracy=1.5"],
+            "--target_accuracy=1.5 must be a fraction in (0, 1]",
+        ),
+        (
+            ["--fer_model=x.keras", "--target_accuracy=-0.2"],
+            "--target_accuracy=-0.2 must be",
+        ),
+        (
+            ["--fer_model=x.keras", "--noreweight"],
+            "--reweight is what this tool varies",
+        ),
+        (
+            ["--fer_model=x.keras", "--target_accuracy=0.5", "--steps=-1"],
+            "--steps must be >= 0",
+        ),
     ],
 )
 def test_bad_input_is_one_error_line(tool, parse, capsys, args, message):
@@ -204,13 +233,23 @@ def test_cli_error_line_subprocess(tmp_path):
     """The real command line: app.run, parse_flags and cli_main wired."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     out = subprocess.run(
-        [sys.executable, TOOL, "--fer_model=x.keras",
-         f"--model_dir={tmp_path / 'ablation'}", "--target_accuracy=2"],
-        capture_output=True, text=True, env=env, timeout=300, cwd=REPO,
+        [
+            sys.executable,
+            TOOL,
+            "--fer_model=x.keras",
+            f"--model_dir={tmp_path / 'ablation'}",
+            "--target_accuracy=2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=REPO,
     )
     assert out.returncode == 2, out.stderr
-    errors_lines = [line for line in out.stderr.splitlines()
-                    if line.startswith("error:")]
+    errors_lines = [
+        line for line in out.stderr.splitlines() if line.startswith("error:")
+    ]
     assert errors_lines == [
         "error: --target_accuracy=2.0 must be a fraction in (0, 1] (e.g. "
         "0.746 for 74.6%), or 0 for the lower of the two runs' best "
@@ -224,9 +263,14 @@ def test_end_to_end_on_tiny_run(tool, parse, tiny_run, tmp_path, capsys):
     import yaml
 
     model_dir = str(tmp_path / "ablation")
-    argv = parse([f"--fer_model={tiny_run['fer']['final']}",
-                  f"--model_dir={model_dir}", "--eval_batch_size=32"]
-                 + TINY_FLAGS)
+    argv = parse(
+        [
+            f"--fer_model={tiny_run['fer']['final']}",
+            f"--model_dir={model_dir}",
+            "--eval_batch_size=32",
+        ]
+        + TINY_FLAGS
+    )
     tool.main(argv)
     printed = capsys.readouterr().out
     assert "| w/o re-weighting (ours) |" in printed
@@ -255,18 +299,22 @@ def test_end_to_end_on_tiny_run(tool, parse, tiny_run, tmp_path, capsys):
 
     # The two runs differ in `reweight` only, and each has its report.
     params = {}
-    for name, reweight in (("without_reweighting", False),
-                           ("with_reweighting", True)):
+    for name, reweight in (
+        ("without_reweighting", False),
+        ("with_reweighting", True),
+    ):
         run_dir = os.path.join(model_dir, name)
         with open(os.path.join(run_dir, "params.yaml")) as f:
             params[name] = yaml.safe_load(f)
         assert params[name]["train"]["reweight"] is reweight
         with open(os.path.join(run_dir, "eval", "results.json")) as f:
             results = json.load(f)
-        assert sorted(results["methods"]["fsr"], key=lambda k: int(k[1:])
-                      ) == KEYS
-        assert results["methods"]["fsr"]["x4"]["accuracy"] == (
-            table["ours"][WITH if reweight else WITHOUT]["accuracy"]["x4"]
+        assert (
+            sorted(results["methods"]["fsr"], key=lambda k: int(k[1:])) == KEYS
+        )
+        assert (
+            results["methods"]["fsr"]["x4"]["accuracy"]
+            == (table["ours"][WITH if reweight else WITHOUT]["accuracy"]["x4"])
         )
     a, b = params["without_reweighting"], params["with_reweighting"]
     a["train"].pop("reweight"), b["train"].pop("reweight")

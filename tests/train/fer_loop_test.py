@@ -53,8 +53,7 @@ def straight(dataset, tmp_path_factory):
 def test_exports_load_and_predict(straight, dataset):
     model_dir, result = straight
     assert result["steps"] == 10
-    for name in ("final.keras", "best.keras", "params.yaml",
-                 "best/info.json"):
+    for name in ("final.keras", "best.keras", "params.yaml", "best/info.json"):
         assert os.path.exists(os.path.join(model_dir, name)), name
     model = keras.models.load_model(result["final"])
     features, spd, head = covpool.covpoolfer_parts(model)
@@ -81,9 +80,7 @@ def test_interrupt_and_resume_equals_straight_run(
     with pytest.raises(KeyboardInterrupt):
         fer_loop.train_fer(TINY, CFG, DATA, model_dir, dataset=dataset)
     monkeypatch.setattr(loop.ProgressLogger, "maybe_log", original)
-    latest = os.path.basename(
-        loop.tf.train.latest_checkpoint(model_dir)
-    )
+    latest = os.path.basename(loop.tf.train.latest_checkpoint(model_dir))
     assert latest == "ckpt-4"
     result = fer_loop.train_fer(TINY, CFG, DATA, model_dir, dataset=dataset)
     assert result["steps"] == 10
@@ -92,15 +89,22 @@ def test_interrupt_and_resume_equals_straight_run(
     # The optimizer state came back too: compare Adam's moments.
     ckpt_a = loop.tf.train.latest_checkpoint(straight[0])
     ckpt_b = loop.tf.train.latest_checkpoint(model_dir)
-    names = [n for n, _ in loop.tf.train.list_variables(ckpt_a)
-             if "optimizer" in n and "VARIABLE_VALUE" in n]
+    names = [
+        n
+        for n, _ in loop.tf.train.list_variables(ckpt_a)
+        if "optimizer" in n and "VARIABLE_VALUE" in n
+    ]
     assert len(names) > 10
-    for n in names + ["step/.ATTRIBUTES/VARIABLE_VALUE",
-                      "centers/.ATTRIBUTES/VARIABLE_VALUE"]:
+    for n in names + [
+        "step/.ATTRIBUTES/VARIABLE_VALUE",
+        "centers/.ATTRIBUTES/VARIABLE_VALUE",
+    ]:
         np.testing.assert_allclose(
             loop.tf.train.load_variable(ckpt_a, n),
             loop.tf.train.load_variable(ckpt_b, n),
-            rtol=1e-5, atol=1e-6, err_msg=n,
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=n,
         )
 
 
@@ -122,8 +126,9 @@ def test_nan_loss_stops_after_saving_the_last_good_state(
 
     poison = tf.Variable(1.0)
     l2_loss = tf.nn.l2_loss
-    monkeypatch.setattr(fer_steps.tf.nn, "l2_loss",
-                        lambda x: l2_loss(x) * poison)
+    monkeypatch.setattr(
+        fer_steps.tf.nn, "l2_loss", lambda x: l2_loss(x) * poison
+    )
     original = loop.ProgressLogger.maybe_log
 
     def poison_after_2(self, step, metrics, force=False):
@@ -132,17 +137,20 @@ def test_nan_loss_stops_after_saving_the_last_good_state(
         return original(self, step, metrics, force)
 
     monkeypatch.setattr(loop.ProgressLogger, "maybe_log", poison_after_2)
-    with pytest.raises(loop.NonFiniteLossError,
-                       match=r"'loss' became nan at step 3.*ckpt-3"):
+    with pytest.raises(
+        loop.NonFiniteLossError, match=r"'loss' became nan at step 3.*ckpt-3"
+    ):
         fer_loop.train_fer(TINY, CFG, DATA, str(tmp_path), dataset=dataset)
     latest = loop.tf.train.latest_checkpoint(str(tmp_path))
     assert os.path.basename(latest) == "ckpt-3"
-    floats = {n: loop.tf.train.load_variable(latest, n)
-              for n, _ in loop.tf.train.list_variables(latest)
-              if "VARIABLE_VALUE" in n and "params" not in n
-              and "best" not in n}
-    floats = {n: v for n, v in floats.items()
-              if np.asarray(v).dtype.kind == "f"}
+    floats = {
+        n: loop.tf.train.load_variable(latest, n)
+        for n, _ in loop.tf.train.list_variables(latest)
+        if "VARIABLE_VALUE" in n and "params" not in n and "best" not in n
+    }
+    floats = {
+        n: v for n, v in floats.items() if np.asarray(v).dtype.kind == "f"
+    }
     assert "centers/.ATTRIBUTES/VARIABLE_VALUE" in floats
     assert len(floats) > 20
     assert not [n for n, v in floats.items() if not np.all(np.isfinite(v))]
@@ -152,8 +160,9 @@ def test_other_architecture_in_model_dir_is_refused(straight, dataset):
     model_dir, _ = straight
     files = sorted(os.listdir(model_dir))
     other = dataclasses.replace(TINY, bimap_dim=4)
-    with pytest.raises(errors.ConfigError, match="different architecture.*"
-                       "bimap_dim: 6 -> 4"):
+    with pytest.raises(
+        errors.ConfigError, match="different architecture.*bimap_dim: 6 -> 4"
+    ):
         fer_loop.train_fer(other, CFG, DATA, model_dir, dataset=dataset)
     assert sorted(os.listdir(model_dir)) == files
 
@@ -196,11 +205,14 @@ def test_demo_preset_learns(tmp_path):
     # floor sits below both.
     data = configs.DataConfig(synthetic_train=200, synthetic_test=30)
     cfg = dataclasses.replace(
-        configs.FER_TRAIN_PRESETS["demo"], epochs=5,
-        learning_rate_schedule="0:0.01,4:0.001", val_scales="1",
+        configs.FER_TRAIN_PRESETS["demo"],
+        epochs=5,
+        learning_rate_schedule="0:0.01,4:0.001",
+        val_scales="1",
         eval_every_epochs=5,
     )
-    result = fer_loop.train_fer(configs.COVPOOL_PRESETS["demo"], cfg, data,
-                                str(tmp_path))
+    result = fer_loop.train_fer(
+        configs.COVPOOL_PRESETS["demo"], cfg, data, str(tmp_path)
+    )
     assert result["steps"] == 5 * (1400 // 32)
     assert result["validation"]["x1"] >= 0.35

@@ -17,15 +17,26 @@ from fsr_fer_tf.train import loop
 G = configs.GeneratorConfig(filters=4, growth=4, num_blocks=1, dense_convs=2)
 D = configs.CriticConfig(base_filters=2, dense_units=8)
 CFG = configs.FSRTrainConfig(
-    batch_size=8, steps=5, scales="2,4,8", eval_every=5, log_every=1,
-    checkpoint_every=100, lr_boundaries="3", eval_images=14,
+    batch_size=8,
+    steps=5,
+    scales="2,4,8",
+    eval_every=5,
+    log_every=1,
+    checkpoint_every=100,
+    lr_boundaries="3",
+    eval_images=14,
 )
 
 
 def _train(tiny_run, model_dir, cfg=CFG, gen=G):
     return fsr_loop.train_fsr(
-        tiny_run["fer"]["final"], gen, D, cfg, tiny_run["data_config"],
-        str(model_dir), dataset=tiny_run["dataset"],
+        tiny_run["fer"]["final"],
+        gen,
+        D,
+        cfg,
+        tiny_run["data_config"],
+        str(model_dir),
+        dataset=tiny_run["dataset"],
     )
 
 
@@ -51,8 +62,14 @@ def test_exports_and_combined_model(tiny_run):
     scalars = loop.read_scalars(os.path.join(fsr["model_dir"], "validation"))
     assert {"fsr/mean_accuracy", "bicubic/accuracy_x8"} <= set(scalars)
     train = loop.read_scalars(os.path.join(fsr["model_dir"], "train"))
-    for tag in ("penalty", "d_real_minus_fake", "w_mean", "g_perceptual",
-                "g_learning_rate", "g_loss_scale"):
+    for tag in (
+        "penalty",
+        "d_real_minus_fake",
+        "w_mean",
+        "g_perceptual",
+        "g_learning_rate",
+        "g_loss_scale",
+    ):
         assert tag in train, tag
 
 
@@ -63,8 +80,9 @@ def test_frozen_covpoolfer_is_not_changed(tiny_run, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_interrupt_and_resume_equals_straight_run(tiny_run, tmp_path,
-                                                  monkeypatch):
+def test_interrupt_and_resume_equals_straight_run(
+    tiny_run, tmp_path, monkeypatch
+):
     straight = _train(tiny_run, tmp_path / "straight")
     original = loop.ProgressLogger.maybe_log
 
@@ -84,14 +102,18 @@ def test_interrupt_and_resume_equals_straight_run(tiny_run, tmp_path,
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     ckpt_a = tf.train.latest_checkpoint(straight["model_dir"])
     ckpt_b = tf.train.latest_checkpoint(resumed["model_dir"])
-    names = [n for n, _ in tf.train.list_variables(ckpt_a)
-             if ("optimizer" in n or "epsilon_seed" in n)
-             and "VARIABLE_VALUE" in n]
+    names = [
+        n
+        for n, _ in tf.train.list_variables(ckpt_a)
+        if ("optimizer" in n or "epsilon_seed" in n) and "VARIABLE_VALUE" in n
+    ]
     assert any("epsilon_seed" in n for n in names) and len(names) > 10
     for n in names:
         np.testing.assert_allclose(
             tf.train.load_variable(ckpt_a, n),
-            tf.train.load_variable(ckpt_b, n), rtol=1e-5, atol=1e-6,
+            tf.train.load_variable(ckpt_b, n),
+            rtol=1e-5,
+            atol=1e-6,
             err_msg=n,
         )
 
@@ -107,8 +129,11 @@ def test_nan_stops_with_step_and_term_after_saving_last_good_state(
 
     poison = tf.Variable(1.0)
     perceptual = steps_lib.losses.perceptual_loss
-    monkeypatch.setattr(steps_lib.losses, "perceptual_loss",
-                        lambda sr, hr: perceptual(sr, hr) * poison)
+    monkeypatch.setattr(
+        steps_lib.losses,
+        "perceptual_loss",
+        lambda sr, hr: perceptual(sr, hr) * poison,
+    )
     original = loop.ProgressLogger.maybe_log
 
     def poison_after_2(self, step, metrics, force=False):
@@ -118,22 +143,28 @@ def test_nan_stops_with_step_and_term_after_saving_last_good_state(
 
     monkeypatch.setattr(loop.ProgressLogger, "maybe_log", poison_after_2)
     model_dir = tmp_path / "nan"
-    with pytest.raises(loop.NonFiniteLossError,
-                       match=r"'(g_loss|g_perceptual)' became nan at step 3.*"
-                       r"skipped.*ckpt-3"):
+    with pytest.raises(
+        loop.NonFiniteLossError,
+        match=r"'(g_loss|g_perceptual)' became nan at step 3.*"
+        r"skipped.*ckpt-3",
+    ):
         _train(tiny_run, model_dir)
     latest = tf.train.latest_checkpoint(str(model_dir))
     # Numbered by batches consumed; its counters agree with its number.
     assert os.path.basename(latest) == "ckpt-3"
-    assert tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE") \
-        == 3
+    assert (
+        tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE") == 3
+    )
     # Every variable (G, D, Adam moments: each saved once, some under the
     # optimizer's path) is finite: the NaN step wrote nothing.
-    values = {n: tf.train.load_variable(latest, n)
-              for n, _ in tf.train.list_variables(latest)
-              if "VARIABLE_VALUE" in n and "params" not in n}
-    floats = {n: v for n, v in values.items()
-              if np.asarray(v).dtype.kind == "f"}
+    values = {
+        n: tf.train.load_variable(latest, n)
+        for n, _ in tf.train.list_variables(latest)
+        if "VARIABLE_VALUE" in n and "params" not in n
+    }
+    floats = {
+        n: v for n, v in values.items() if np.asarray(v).dtype.kind == "f"
+    }
     assert len(floats) > 20
     # `best` starts at -inf: no validation has run yet at step 3.
     assert floats.pop("best/.ATTRIBUTES/VARIABLE_VALUE") == -np.inf
@@ -161,13 +192,20 @@ def test_generator_for_another_feature_size_is_refused(tiny_run, tmp_path):
     # the architecture check names the feature size.
     model_dir = tmp_path / "r"
     _train(tiny_run, model_dir, dataclasses.replace(CFG, steps=1))
-    small = covpool.build_covpoolfer(configs.CovPoolFERConfig(
-        conv_filters=(4, 4, 6, 6, 8, 8), bimap_dim=6, fc_units=(16, 8)))
+    small = covpool.build_covpoolfer(
+        configs.CovPoolFERConfig(
+            conv_filters=(4, 4, 6, 6, 8, 8), bimap_dim=6, fc_units=(16, 8)
+        )
+    )
     small.save(tmp_path / "small.keras")
     with pytest.raises(errors.ConfigError, match="feature_size: 8 -> 6"):
         fsr_loop.train_fsr(
-            str(tmp_path / "small.keras"), G, D, CFG,
-            tiny_run["data_config"], str(model_dir),
+            str(tmp_path / "small.keras"),
+            G,
+            D,
+            CFG,
+            tiny_run["data_config"],
+            str(model_dir),
             dataset=tiny_run["dataset"],
         )
 
@@ -211,8 +249,13 @@ def test_released_recipe_overlay_and_explicit_flags():
         values.unparse_flags()
     assert cfg.r == 3.0  # explicit flag beats the recipe's r = 2
     assert (cfg.perceptual_weight, cfg.l2_weight, cfg.critic_weighting) == (
-        10.0, 0.01, True)
+        10.0,
+        0.01,
+        True,
+    )
     assert cfg.pretrain_steps == 40_000 and cfg.learning_rate == 2e-5
-    assert gen.filters == 12 and gen.use_batch_norm and gen.tail_kernel_size == 8
+    assert (
+        gen.filters == 12 and gen.use_batch_norm and gen.tail_kernel_size == 8
+    )
     assert (critic.base_filters, critic.use_bias) == (8, False)
     assert cfg.steps == configs.FSR_TRAIN_PRESETS["demo"].steps

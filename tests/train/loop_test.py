@@ -50,8 +50,9 @@ def test_different_architecture_is_refused_and_nothing_written(tmp_path):
     _save_checkpoint(run)
     before = open(run.path("params.yaml")).read()
     other = {"model": {"bimap_dim": 128, "conv_filters": [16, 32]}}
-    with pytest.raises(errors.ConfigError, match="different architecture.*"
-                       "bimap_dim: 32 -> 128"):
+    with pytest.raises(
+        errors.ConfigError, match="different architecture.*bimap_dim: 32 -> 128"
+    ):
         loop.RunDirectory(tmp_path / "r", {"x": 2}, other, True, "fer")
     assert open(run.path("params.yaml")).read() == before
 
@@ -81,8 +82,12 @@ def test_best_tracker_only_saves_improvements(tmp_path):
     assert best.update(0.7, 30, lambda: saved.append(30), {"scale": "x4"})
     assert saved == [10, 30]
     info = json.load(open(run.path("best", "info.json")))
-    assert info == {"step": 30, "metric": "val_accuracy", "value": 0.7,
-                    "scale": "x4"}
+    assert info == {
+        "step": 30,
+        "metric": "val_accuracy",
+        "value": 0.7,
+        "scale": "x4",
+    }
     lower = loop.BestTracker(run, "loss", higher_is_better=False)
     assert lower.update(2.0, 1, lambda: None)
     assert not lower.update(3.0, 2, lambda: None)
@@ -91,22 +96,26 @@ def test_best_tracker_only_saves_improvements(tmp_path):
 
 def test_check_finite_names_step_and_term():
     loop.check_finite(3, {"a": 1.0, "b": tf.constant(2.0)})
-    with pytest.raises(loop.NonFiniteLossError, match="'b' became nan at "
-                       "step 7"):
+    with pytest.raises(
+        loop.NonFiniteLossError, match="'b' became nan at step 7"
+    ):
         loop.check_finite(7, {"a": 1.0, "b": float("nan")})
     with pytest.raises(loop.NonFiniteLossError, match="inf"):
         loop.check_finite(7, {"a": math.inf})
     saved = []
-    with pytest.raises(loop.NonFiniteLossError,
-                       match="skipped and the state saved in ckpt-7"):
-        loop.check_finite(7, {"a": math.nan},
-                          lambda: saved.append(7) or "ckpt-7")
+    with pytest.raises(
+        loop.NonFiniteLossError, match="skipped and the state saved in ckpt-7"
+    ):
+        loop.check_finite(
+            7, {"a": math.nan}, lambda: saved.append(7) or "ckpt-7"
+        )
     assert saved == [7]
     loop.check_finite(8, {"a": 1.0}, lambda: saved.append(8))
     assert saved == [7]  # nothing saved when all is finite
     # A save that declines (poisoned batch-norm statistics) is reported.
-    with pytest.raises(loop.NonFiniteLossError,
-                       match="not finite, so nothing was saved"):
+    with pytest.raises(
+        loop.NonFiniteLossError, match="not finite, so nothing was saved"
+    ):
         loop.check_finite(9, {"a": math.inf}, lambda: None)
 
 
@@ -142,8 +151,12 @@ def test_read_scalars_round_trip(tmp_path):
     loop.write_scalars(writer, 1, {"loss": 2.0, "acc": 0.25})
     loop.write_scalars(writer, 3, {"loss": 1.5})
     loop.write_scalars(writer, 3, {"loss": 1.25})  # rewritten after resume
-    loop.write_png(writer, 3, "img", tf.io.encode_png(
-        tf.zeros((2, 2, 3), tf.uint8)).numpy())
+    loop.write_png(
+        writer,
+        3,
+        "img",
+        tf.io.encode_png(tf.zeros((2, 2, 3), tf.uint8)).numpy(),
+    )
     writer.flush()
     scalars = loop.read_scalars(str(tmp_path / "train"))
     assert scalars == {"loss": [(1, 2.0), (3, 1.25)], "acc": [(1, 0.25)]}
@@ -152,25 +165,34 @@ def test_read_scalars_round_trip(tmp_path):
 
 
 def test_pinned_settings_refused_and_other_changes_logged(tmp_path, caplog):
-    params = {"train": {"batch_size": 8, "seed": 0, "steps": 10},
-              "data": {"data_format": "synthetic", "data_dir": None}}
+    params = {
+        "train": {"batch_size": 8, "seed": 0, "steps": 10},
+        "data": {"data_format": "synthetic", "data_dir": None},
+    }
     run = loop.RunDirectory(tmp_path / "r", params, ARCH, True, "fer")
     _save_checkpoint(run)
     before = open(run.path("params.yaml")).read()
-    for key, value, shown in (("batch_size", 16, "train.batch_size: 8 -> 16"),
-                              ("seed", 3, "train.seed: 0 -> 3")):
+    for key, value, shown in (
+        ("batch_size", 16, "train.batch_size: 8 -> 16"),
+        ("seed", 3, "train.seed: 0 -> 3"),
+    ):
         changed = {**params, "train": {**params["train"], key: value}}
         with pytest.raises(errors.ConfigError, match=shown):
             loop.RunDirectory(tmp_path / "r", changed, ARCH, True, "fer")
-    other_data = {**params, "data": {"data_format": "folder",
-                                     "data_dir": "/x"}}
+    other_data = {**params, "data": {"data_format": "folder", "data_dir": "/x"}}
     with pytest.raises(errors.ConfigError, match="data.data_dir: None -> '/x'"):
         loop.RunDirectory(tmp_path / "r", other_data, ARCH, True, "fer")
     assert open(run.path("params.yaml")).read() == before
     # A pinned key of the caller's choosing (stage 2: the stage-1 model).
     with pytest.raises(errors.ConfigError, match="fer_model: None -> 'b'"):
-        loop.RunDirectory(tmp_path / "r", {**params, "fer_model": "b"}, ARCH,
-                          True, "fer", pinned=("fer_model",))
+        loop.RunDirectory(
+            tmp_path / "r",
+            {**params, "fer_model": "b"},
+            ARCH,
+            True,
+            "fer",
+            pinned=("fer_model",),
+        )
     longer = {**params, "train": {**params["train"], "steps": 20}}
     with caplog.at_level("WARNING"):
         resumed = loop.RunDirectory(tmp_path / "r", longer, ARCH, True, "fer")
@@ -186,8 +208,9 @@ def test_damaged_checkpoint_is_a_config_error(tmp_path):
     for name in data:
         with open(run.path(name), "wb") as f:
             f.write(b"\0garbage")
-    with pytest.raises(errors.ConfigError, match="cannot restore .*ckpt-5.*"
-                       "Delete it"):
+    with pytest.raises(
+        errors.ConfigError, match="cannot restore .*ckpt-5.*Delete it"
+    ):
         run.restore(ckpt, manager)
     # Opening the damaged folder again fails the same way, not deep in TF.
     with pytest.raises(errors.ConfigError, match="cannot restore .*ckpt-5"):

@@ -73,9 +73,19 @@ def _recipe(name):
         configs.FSRTrainConfig(), **configs.RECIPES[name]["train"]
     )
     fields = (
-        "adv_weight", "perceptual_weight", "l2_weight", "l2_reduction",
-        "reweight", "sigma", "r", "critic_weighting", "k", "p", "n_critic",
-        "beta_1", "beta_2",
+        "adv_weight",
+        "perceptual_weight",
+        "l2_weight",
+        "l2_reduction",
+        "reweight",
+        "sigma",
+        "r",
+        "critic_weighting",
+        "k",
+        "p",
+        "n_critic",
+        "beta_1",
+        "beta_2",
     )
     return {f: getattr(cfg, f) for f in fields}
 
@@ -151,17 +161,31 @@ def test_one_step_updates_g_and_d_only(run):
 
 def test_logs(run):
     expected = {
-        "d_loss", "d_real", "d_fake", "d_real_minus_fake", "penalty",
-        "g_loss", "g_adv", "g_perceptual", "g_l2", "p_true",
-        "w_mean", "w_min", "w_max", "g_learning_rate", "d_learning_rate",
-        "g_loss_scale", "d_loss_scale",
+        "d_loss",
+        "d_real",
+        "d_fake",
+        "d_real_minus_fake",
+        "penalty",
+        "g_loss",
+        "g_adv",
+        "g_perceptual",
+        "g_l2",
+        "p_true",
+        "w_mean",
+        "w_min",
+        "w_max",
+        "g_learning_rate",
+        "d_learning_rate",
+        "g_loss_scale",
+        "d_loss_scale",
     }
     assert set(run["dtypes"]) == expected
     assert all(d == tf.float32 for d in run["dtypes"].values())
     for logs in run["logs"]:
         assert all(np.isfinite(v) and v.shape == () for v in logs.values())
         np.testing.assert_allclose(
-            logs["d_real_minus_fake"], logs["d_real"] - logs["d_fake"],
+            logs["d_real_minus_fake"],
+            logs["d_real"] - logs["d_fake"],
             rtol=1e-6,
         )
         # w = (1.5 - p)^1 lies in [0.5, 1.5].
@@ -211,8 +235,10 @@ def test_checkpoint_round_trip(run, tmp_path):
         np.testing.assert_allclose(
             logs_b[name], logs_a[name], rtol=1e-6, atol=1e-7, err_msg=name
         )
-    for x, y in zip(a.generator.weights + a.critic.weights,
-                    b.generator.weights + b.critic.weights):
+    for x, y in zip(
+        a.generator.weights + a.critic.weights,
+        b.generator.weights + b.critic.weights,
+    ):
         np.testing.assert_allclose(y.numpy(), x.numpy(), rtol=1e-6, atol=1e-7)
 
 
@@ -319,24 +345,30 @@ def test_validation(kwargs):
 def test_non_finite_batch_changes_no_weights_or_optimizer_state():
     # float32 (no LossScaleOptimizer): a NaN batch must not write NaN into G,
     # D or Adam's moments, so the loop can checkpoint the last good state.
-    steps = _make_steps(g_config=dataclasses.replace(
-        G_CONFIG, use_batch_norm=False))
+    steps = _make_steps(
+        g_config=dataclasses.replace(G_CONFIG, use_batch_norm=False)
+    )
     hr, lr, labels = _batch()
     steps.train_step(hr, lr, labels)
-    before = _values(steps.generator.weights + steps.critic.weights
-                     + steps.g_optimizer.variables
-                     + steps.d_optimizer.variables)
+    before = _values(
+        steps.generator.weights
+        + steps.critic.weights
+        + steps.g_optimizer.variables
+        + steps.d_optimizer.variables
+    )
     bad = hr.copy()
     bad[0, 0, 0, 0] = np.nan
     logs = steps.train_step(bad, lr, labels)
     assert not np.isfinite(logs["g_loss"].numpy())
     assert not np.isfinite(logs["d_loss"].numpy())
-    after = _values(steps.generator.weights + steps.critic.weights
-                    + steps.g_optimizer.variables
-                    + steps.d_optimizer.variables)
+    after = _values(
+        steps.generator.weights
+        + steps.critic.weights
+        + steps.g_optimizer.variables
+        + steps.d_optimizer.variables
+    )
     for a, b in zip(before, after):
         np.testing.assert_array_equal(a, b)
     # A good batch afterwards still trains.
     steps.train_step(hr, lr, labels)
-    assert not np.array_equal(
-        _values(steps.generator.weights)[0], before[0])
+    assert not np.array_equal(_values(steps.generator.weights)[0], before[0])

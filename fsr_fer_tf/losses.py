@@ -64,7 +64,9 @@ def interpolate(real, fake, epsilon):
     return eps * real + (1.0 - eps) * _f32(fake)
 
 
-def wgan_div_penalty(critic, real, fake, epsilon, k=2.0, p=6.0):
+def wgan_div_penalty(
+    critic, real, fake, epsilon, k=2.0, p=6.0, gradient_scale=None
+):
     """WGAN-div gradient term k * E[||grad_x D(x_hat)||^p] (paper eq. 8).
 
     x_hat = epsilon * F_hr + (1 - epsilon) * F_sr per sample (Wu et al. 2018,
@@ -90,6 +92,12 @@ def wgan_div_penalty(critic, real, fake, epsilon, k=2.0, p=6.0):
         epsilon: [B] mixing weights drawn from U(0, 1).
         k: penalty weight (paper: 2).
         p: power (paper: 6).
+        gradient_scale: optional scalar S (the critic optimizer's loss
+            scale under mixed_float16). The inner backward pass starts from
+            S * sum D(x_hat) and its result is divided by S in float32, so
+            small gradients do not underflow in the critic's float16
+            activations. If S * D overflows, the penalty is Inf and the
+            LossScaleOptimizer skips the step and lowers S, as for any loss.
 
     Returns:
         float32 scalar.
@@ -104,7 +112,11 @@ def wgan_div_penalty(critic, real, fake, epsilon, k=2.0, p=6.0):
         tape.watch(x_hat)
         scores = _f32(critic(x_hat, training=True))
         total = keras.ops.sum(scores)
+        if gradient_scale is not None:
+            total = total * _f32(gradient_scale)
     grads = _f32(tape.gradient(total, x_hat))  # (B, d, d, 1)
+    if gradient_scale is not None:
+        grads = grads / _f32(gradient_scale)
     squared_norm = keras.ops.sum(
         keras.ops.square(grads), axis=_sample_axes(grads)
     )

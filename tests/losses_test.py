@@ -188,6 +188,41 @@ class PenaltyTest(tf.test.TestCase, parameterized.TestCase):
         )
         self.assertEqual(penalty.dtype, tf.float32)
 
+    def test_gradient_scale_keeps_float16_gradients_from_underflowing(self):
+        # D(x) = c * sum(float16(x) * a) with c = 1e-9: the backward pass
+        # carries c through float16, where it underflows to 0 (the smallest
+        # float16 is 6e-8). A loss scale S = 2^20 lifts it to ~1e-3 and the
+        # result, divided by S in float32, matches float64.
+        a = RNG.normal(size=(1, 3, 3, 1))
+        c = 1e-9
+
+        def critic(x, training=None):
+            y = tf.cast(x, tf.float16) * tf.constant(a, tf.float16)
+            z = tf.reduce_sum(y, axis=[1, 2, 3])[:, None]
+            return tf.cast(z, tf.float32) * c
+
+        real = RNG.normal(size=(2, 3, 3, 1)).astype("float32")
+        fake = RNG.normal(size=(2, 3, 3, 1)).astype("float32")
+        eps = np.array([0.3, 0.8], "float32")
+        expected = 2.0 * np.sum(
+            (c * a.astype(np.float16).astype(np.float64)) ** 2
+        )
+        unscaled = losses.wgan_div_penalty(critic, real, fake, eps, p=2.0)
+        self.assertEqual(float(unscaled), 0.0)  # underflow without a scale
+        scaled = losses.wgan_div_penalty(
+            critic, real, fake, eps, p=2.0, gradient_scale=2.0**20
+        )
+        self.assertAllClose(scaled, expected, rtol=1e-2)
+        # In float32 the scale changes nothing.
+        linear = LinearCritic(a)
+        self.assertAllClose(
+            losses.wgan_div_penalty(
+                linear, real, fake, eps, p=6.0, gradient_scale=1024.0
+            ),
+            losses.wgan_div_penalty(linear, real, fake, eps, p=6.0),
+            rtol=1e-6,
+        )
+
     def test_validation(self):
         critic = QuadraticCritic()
         x = np.zeros((1, 2, 2, 1), "float32")

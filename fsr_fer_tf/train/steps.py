@@ -319,7 +319,14 @@ class FSRSteps:
             scores = critic(tf.concat([f_hr, f_sr], axis=0), training=True)
             d_real, d_fake = _f32(scores[:batch]), _f32(scores[batch:])
             penalty = losses.wgan_div_penalty(
-                critic, f_hr, f_sr, epsilon, k=self.k, p=self.p
+                critic,
+                f_hr,
+                f_sr,
+                epsilon,
+                k=self.k,
+                p=self.p,
+                # Under mixed_float16, the inner gradient is loss-scaled too.
+                gradient_scale=_loss_scale(self.d_optimizer),
             )
             loss = losses.critic_loss(
                 d_real,

@@ -119,29 +119,15 @@ def test_interrupt_and_resume_equals_straight_run(
 
 
 def test_nan_stops_with_step_and_term_after_saving_last_good_state(
-    tiny_run, tmp_path, monkeypatch
+    tiny_run, tmp_path, nan_after_step, finite_checkpoint
 ):
-    # The perceptual term is multiplied by a variable the test sets to NaN
-    # after step 2, so step 3's loss and gradients are NaN. (A NaN input
-    # pixel would not do: under tf.function TF's fused conv+ReLU on CPU maps
-    # NaN to 0, so the frozen CovPoolFER would give finite features.)
+    # The perceptual term turns NaN after step 2, so step 3's loss and
+    # gradients are NaN. (A NaN input pixel would not do: under tf.function
+    # TF's fused conv+ReLU on CPU maps NaN to 0, so the frozen CovPoolFER
+    # would give finite features.)
     from fsr_fer_tf.train import steps as steps_lib
 
-    poison = tf.Variable(1.0)
-    perceptual = steps_lib.losses.perceptual_loss
-    monkeypatch.setattr(
-        steps_lib.losses,
-        "perceptual_loss",
-        lambda sr, hr: perceptual(sr, hr) * poison,
-    )
-    original = loop.ProgressLogger.maybe_log
-
-    def poison_after_2(self, step, metrics, force=False):
-        if step == 2:
-            poison.assign(float("nan"))
-        return original(self, step, metrics, force)
-
-    monkeypatch.setattr(loop.ProgressLogger, "maybe_log", poison_after_2)
+    nan_after_step(steps_lib.losses, "perceptual_loss", step=2)
     model_dir = tmp_path / "nan"
     with pytest.raises(
         loop.NonFiniteLossError,
@@ -156,20 +142,10 @@ def test_nan_stops_with_step_and_term_after_saving_last_good_state(
         tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE") == 3
     )
     # Every variable (G, D, Adam moments: each saved once, some under the
-    # optimizer's path) is finite: the NaN step wrote nothing.
-    values = {
-        n: tf.train.load_variable(latest, n)
-        for n, _ in tf.train.list_variables(latest)
-        if "VARIABLE_VALUE" in n and "params" not in n
-    }
-    floats = {
-        n: v for n, v in values.items() if np.asarray(v).dtype.kind == "f"
-    }
-    assert len(floats) > 20
-    # `best` starts at -inf: no validation has run yet at step 3.
-    assert floats.pop("best/.ATTRIBUTES/VARIABLE_VALUE") == -np.inf
-    bad = [n for n, v in floats.items() if not np.all(np.isfinite(v))]
-    assert not bad
+    # optimizer's path) is finite: the NaN step wrote nothing. `best` starts
+    # at -inf: no validation has run yet at step 3.
+    _, best = finite_checkpoint(latest)
+    assert best == -np.inf
 
 
 def test_bad_fer_model_errors(tiny_run, tmp_path):

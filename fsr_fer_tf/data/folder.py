@@ -209,11 +209,7 @@ def load_folder(config):
         ok = keep[start : start + len(items)]
         start += len(items)
         rows = [item for item, good in zip(items, ok) if good]
-        splits[split] = sources.Split(
-            name=split,
-            labels=[label for _, label in rows],
-            paths=[path for path, _ in rows],
-        )
+        splits[split] = sources.Split.from_files(split, rows)
     if not any(len(split) for split in splits.values()):
         raise errors.DataError(
             f"image folder {root} has no usable image (class folders named "

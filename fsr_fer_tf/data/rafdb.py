@@ -213,11 +213,7 @@ def load_rafdb(config):
             for (split, path, label), ok in zip(found, keep)
             if ok and split == split_name
         ]
-        splits[split_name] = sources.Split(
-            name=split_name,
-            labels=[label for _, label in rows],
-            paths=[path for path, _ in rows],
-        )
+        splits[split_name] = sources.Split.from_files(split_name, rows)
     if not any(len(split) for split in splits.values()):
         raise errors.DataError(
             f"RAF-DB folder {root} has no readable image; check "

@@ -59,6 +59,15 @@ class Split:
         if n != len(self.labels):
             raise ValueError(f"{n} images but {len(self.labels)} labels.")
 
+    @classmethod
+    def from_files(cls, name, rows):
+        """A split of image files from (path, label) pairs."""
+        return cls(
+            name=name,
+            labels=[label for _, label in rows],
+            paths=[path for path, _ in rows],
+        )
+
     def __len__(self):
         return len(self.labels)
 

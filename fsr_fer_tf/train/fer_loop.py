@@ -306,14 +306,13 @@ def train_fer(
                     break
             epoch_done = current % steps_per_epoch == 0
             if epoch_done or current >= total_steps:
-                manager.save(checkpoint_number=current)
                 epochs_done = current // steps_per_epoch
                 if (
                     current >= total_steps
                     or epochs_done % cfg.eval_every_epochs == 0
                 ):
-                    validate_now(current)
-                    manager.save(checkpoint_number=current)
+                    validate_now(current)  # may update `best`: save after
+                manager.save(checkpoint_number=current)
     loop.export_keras(model, final_path)
     if not os.path.exists(best_path):
         loop.export_keras(model, best_path)

@@ -392,18 +392,18 @@ def train_fsr(
                     loop.write_scalars(
                         train_writer, step_now, metrics, prefix=prefix
                     )
-                if consumed % cfg.checkpoint_every == 0:
-                    save(consumed)
-                if prefix == "" and (
+                validate = prefix == "" and (
                     gan_done % cfg.eval_every == 0 or gan_done == cfg.steps
-                ):
-                    validate_now(gan_done)
+                )
+                if validate:
+                    validate_now(gan_done)  # may update `best`: save after
+                if validate or consumed % cfg.checkpoint_every == 0:
                     save(consumed)
                 if pre_done >= cfg.pretrain_steps and gan_done >= cfg.steps:
                     break
-    save(consumed)
-    if not validation:
+    if not validation:  # nothing left to train: validate what was resumed
         validate_now(gan_done)
+    save(consumed)
     loop.export_keras(generator, paths["generator"])
     loop.export_keras(critic, paths["critic"])
     if not os.path.exists(paths["generator_best"]):

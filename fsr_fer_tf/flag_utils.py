@@ -84,6 +84,17 @@ def define_config_flags(
     return names
 
 
+def define_resume_flag(flag_values=flags.FLAGS):
+    """Defines --resume (default on) of the training entry points."""
+    flags.DEFINE_bool(
+        "resume",
+        True,
+        "Continue from the latest checkpoint in --model_dir; with --noresume "
+        "a folder holding a checkpoint is refused instead of overwritten.",
+        flag_values=flag_values,
+    )
+
+
 def define_override_flags(flag_values=flags.FLAGS):
     """Defines --config_file and --params_override."""
     flags.DEFINE_string(

@@ -62,12 +62,7 @@ def define_flags():
         "Run folder: checkpoints, TensorBoard logs, params.yaml and the "
         "exported models.",
     )
-    flags.DEFINE_bool(
-        "resume",
-        True,
-        "Continue from the latest checkpoint in --model_dir; with --noresume "
-        "a folder holding a checkpoint is refused instead of overwritten.",
-    )
+    flag_utils.define_resume_flag()
     data_flags.define_data_flags()
     _TRAIN_FLAGS.extend(
         flag_utils.define_config_flags(configs.FSR_TRAIN_PRESETS["paper"])

@@ -30,7 +30,7 @@ from fsr_fer_tf.data import imresize as imresize_lib
 DEFAULT_SCALES = (2, 3, 4, 5, 6, 7, 8)
 
 
-def _check_scale(scale, image_size):
+def check_scale(scale, image_size):
     """The integer scale s as a Python int, or a one-line ConfigError."""
     ok = not isinstance(scale, bool) and isinstance(
         scale, (numbers.Integral, numbers.Real)
@@ -98,7 +98,7 @@ def synthesize_lr(hr, scale, image_size=100, summation="matmul"):
         fsr_fer_tf.errors.ConfigError: a bad scale, size or face shape.
     """
     image_size = _check_image_size(image_size)
-    s = _check_scale(scale, image_size)
+    s = check_scale(scale, image_size)
     hr = _check_face(hr, image_size)
     if s == 1:
         return hr, hr
@@ -144,7 +144,7 @@ class LRSynthesizer:
                 f"whole numbers, got {scales!r}; e.g. scales=(2, 3, 4)."
             )
         self.scales = tuple(
-            sorted({_check_scale(s, self.image_size) for s in scales})
+            sorted({check_scale(s, self.image_size) for s in scales})
         )
         self.summation = summation
         size = self.image_size
@@ -171,7 +171,7 @@ class LRSynthesizer:
         return self._native_sizes[self._known_scale(scale)]
 
     def _known_scale(self, scale):
-        s = _check_scale(scale, self.image_size)
+        s = check_scale(scale, self.image_size)
         if s not in self.scales:
             raise errors.ConfigError(
                 f"LRSynthesizer: scale {s} is not one of its scales "

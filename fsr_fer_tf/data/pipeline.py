@@ -158,20 +158,7 @@ def check_scales(scales, image_size):
             "scales is empty; pass at least one LR scale, e.g. --scales=4 "
             "(the paper trains on 2..8)."
         )
-    out = []
-    for s in scales:
-        whole = (
-            isinstance(s, numbers.Real)
-            and not isinstance(s, bool)
-            and (float(s).is_integer())
-        )
-        if not whole or not 1 <= s <= image_size:
-            raise errors.ConfigError(
-                f"LR scale {s!r} is invalid: scales must be whole numbers in "
-                f"1..{image_size} (the HR face size); the paper uses 2..8."
-            )
-        out.append(int(s))
-    return tuple(out)
+    return tuple(lr_synthesis.check_scale(s, image_size) for s in scales)
 
 
 def epoch_order(num_examples, training, seed, epoch):

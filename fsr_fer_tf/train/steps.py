@@ -190,31 +190,36 @@ class FSRSteps:
 
         if critic_learning_rate is None:
             critic_learning_rate = learning_rate
-        self.g_optimizer = self._make_optimizer(
-            self._at_step(learning_rate),
-            beta_1,
-            beta_2,
-            _is_float16(generator) if loss_scale is None else loss_scale,
-            initial_loss_scale,
-            dynamic_growth_steps,
-            "g_adam",
+
+        def adam(learning_rate, beta, model, name):
+            """Adam for `model`, loss-scaled if it computes in float16
+            (or as `loss_scale` says)."""
+            scaled = _is_float16(model) if loss_scale is None else loss_scale
+            optimizer = keras.optimizers.Adam(
+                learning_rate=learning_rate,
+                beta_1=beta,
+                beta_2=beta_2,
+                name=name,
+            )
+            if not scaled:
+                return optimizer
+            return keras.optimizers.LossScaleOptimizer(
+                optimizer,
+                initial_scale=initial_loss_scale,
+                dynamic_growth_steps=dynamic_growth_steps,
+                name=f"{name}_loss_scale",
+            )
+
+        self.g_optimizer = adam(
+            self._at_step(learning_rate), beta_1, generator, "g_adam"
         )
-        self.d_optimizer = self._make_optimizer(
-            self._at_step(critic_learning_rate),
-            beta_1,
-            beta_2,
-            _is_float16(critic) if loss_scale is None else loss_scale,
-            initial_loss_scale,
-            dynamic_growth_steps,
-            "d_adam",
+        self.d_optimizer = adam(
+            self._at_step(critic_learning_rate), beta_1, critic, "d_adam"
         )
-        self.pretrain_optimizer = self._make_optimizer(
+        self.pretrain_optimizer = adam(
             _as_learning_rate(pretrain_learning_rate),
             pretrain_beta_1,
-            beta_2,
-            _is_float16(generator) if loss_scale is None else loss_scale,
-            initial_loss_scale,
-            dynamic_growth_steps,
+            generator,
             "pretrain_adam",
         )
         # Build the optimizer slots now: the traced steps then create no
@@ -255,25 +260,6 @@ class FSRSteps:
             schedule = learning_rate
             return lambda: schedule(self.step)
         return learning_rate
-
-    @staticmethod
-    def _make_optimizer(
-        learning_rate, beta_1, beta_2, loss_scale, initial_scale, growth, name
-    ):
-        optimizer = keras.optimizers.Adam(
-            learning_rate=learning_rate,
-            beta_1=beta_1,
-            beta_2=beta_2,
-            name=name,
-        )
-        if loss_scale:
-            optimizer = keras.optimizers.LossScaleOptimizer(
-                optimizer,
-                initial_scale=initial_scale,
-                dynamic_growth_steps=growth,
-                name=f"{name}_loss_scale",
-            )
-        return optimizer
 
     def checkpoint_items(self):
         """Objects a `tf.train.Checkpoint` needs to resume training exactly:

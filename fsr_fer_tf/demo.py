@@ -14,6 +14,7 @@ each stage where it stopped; a finished stage is not retrained.
 """
 
 import dataclasses
+import functools
 import os
 import time
 
@@ -26,14 +27,11 @@ from fsr_fer_tf import errors
 from fsr_fer_tf.data import flags as data_flags
 
 FLAGS = flags.FLAGS
-_DEFINED = []
 
 
+@functools.cache
 def define_flags():
     """Defines this entry point's flags (once; called by `run`)."""
-    if _DEFINED:
-        return
-    _DEFINED.append(True)
     flags.DEFINE_string(
         "run_dir",
         "checkpoints/demo",

@@ -11,6 +11,7 @@ confusion_x{s}.png and examples.png in --out_dir.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -23,14 +24,11 @@ from fsr_fer_tf import errors
 from fsr_fer_tf.data import flags as data_flags
 
 FLAGS = flags.FLAGS
-_DEFINED = []
 
 
+@functools.cache
 def define_flags():
     """Defines this entry point's flags (once; called by `run`)."""
-    if _DEFINED:
-        return
-    _DEFINED.append(True)
     flags.DEFINE_string(
         "fer_model",
         None,

@@ -10,6 +10,8 @@ from the last checkpoint. Writes `final.keras`, `best.keras`, checkpoints and
 TensorBoard logs (`train/`, `validation/`) in `--model_dir`.
 """
 
+import functools
+
 from absl import app
 from absl import flags
 
@@ -22,10 +24,9 @@ FLAGS = flags.FLAGS
 _TRAIN_FLAGS = []
 
 
+@functools.cache
 def define_flags():
     """Defines this entry point's flags (once; called by `run`)."""
-    if _TRAIN_FLAGS:
-        return
     flags.DEFINE_enum(
         "preset",
         "paper",

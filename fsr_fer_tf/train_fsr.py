@@ -12,6 +12,8 @@ Writes generator.keras, critic.keras, generator_best.keras and fsr_fer.keras
 (image -> logits, for inference) in --model_dir.
 """
 
+import functools
+
 from absl import app
 from absl import flags
 
@@ -24,16 +26,12 @@ FLAGS = flags.FLAGS
 
 _G_FLAGS, _D_FLAGS, _TRAIN_FLAGS = [], [], []
 
-_DEFINED = []
 
-
+@functools.cache
 def define_flags():
     """Defines this entry point's flags (once; called by `run`, and by tools
     that take every stage-2 hyper-parameter, e.g. the re-weighting
     ablation)."""
-    if _DEFINED:
-        return
-    _DEFINED.append(True)
     flags.DEFINE_string(
         "fer_model",
         None,

@@ -30,6 +30,7 @@ validation means, which both runs reach by construction.
 """
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -427,6 +428,7 @@ def run_ablation(
 # === Command line ===
 
 
+@functools.cache
 def define_flags():
     """Defines train_fsr's flags (every stage-2 setting) and this tool's.
 
@@ -438,8 +440,6 @@ def define_flags():
     from fsr_fer_tf import train_fsr
 
     train_fsr.define_flags()
-    if "target_accuracy" in flags.FLAGS:
-        return
     flags.DEFINE_float(
         "target_accuracy",
         0.0,

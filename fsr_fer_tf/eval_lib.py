@@ -22,6 +22,40 @@ def scale_key(scale):
     return f"x{int(scale)}"
 
 
+def limit_split(split, limit, seed=0):
+    """A fixed stratified subset of `limit` images of `split` (0: all).
+
+    Each class keeps its share of the split (largest remainders, so the
+    sizes sum to `limit`), its images drawn by a permutation seeded by
+    `seed`; the subset keeps the split's order. A folder split is sorted by
+    class, so its first N images would hold one or two classes.
+
+    Args:
+        split: a `sources.Split`.
+        limit: images to keep; 0 or >= len(split) keeps the whole split.
+        seed: seed of the draw within each class.
+
+    Returns:
+        A `sources.Split` (the split itself when nothing is dropped).
+    """
+    if not limit or limit >= len(split):
+        return split
+    labels = np.asarray(split.labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * limit / len(labels)
+    take = np.floor(quota).astype(np.int64)
+    # Largest remainders get the images floor() left over (ties: the
+    # smaller class first, then the lower class id).
+    order = np.lexsort((classes, counts, -(quota - take)))
+    take[order[: limit - take.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    keep = []
+    for cls, n in zip(classes, take):
+        members = np.flatnonzero(labels == cls)
+        keep.append(rng.permutation(members)[:n])
+    return split.subset(np.sort(np.concatenate(keep)))
+
+
 def collect(
     split,
     scales,
@@ -42,7 +76,8 @@ def collect(
             batch dict is the pipeline's ("hr", "lr", "label", "index", ...).
             One call serves every method, so they can share work (e.g. the
             LR feature) and always see the same images.
-        limit: evaluate only the first `limit` images (0: all).
+        limit: evaluate a fixed stratified subset of `limit` images
+            (`limit_split`; 0: all).
         log_every: log progress every this many batches (0: never).
         lr_native: also put the native-size LR face in the batch
             ("lr_native"), e.g. to add noise at capture resolution.
@@ -53,8 +88,7 @@ def collect(
         {method: {scale key: {"labels": int [N], "logits": float [N, K],
         "index": int [N]}}}.
     """
-    if limit:
-        split = split.subset(np.arange(min(limit, len(split))))
+    split = limit_split(split, limit)
     out = {}
     n_batches = -(-len(split) // batch_size)
     for scale in scales:

@@ -64,7 +64,10 @@ def define_flags():
     )
     flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.")
     flags.DEFINE_integer(
-        "limit", 0, "Evaluate only the first N images of the split (0: all)."
+        "limit",
+        0,
+        "Evaluate a fixed stratified subset of N images of the split, each "
+        "class keeping its share (0: all).",
     )
     flags.DEFINE_enum(
         "classifier",
@@ -77,7 +80,7 @@ def define_flags():
     flags.DEFINE_integer(
         "svm_train_limit",
         0,
-        "With --classifier=svm: fit on the first N "
+        "With --classifier=svm: fit on a fixed stratified subset of N "
         "training images only (0: all).",
     )
     flags.DEFINE_integer(
@@ -249,13 +252,14 @@ def evaluate_run(
         noise_sigmas: tuple of noise stds (may be empty).
         out_dir: the report folder.
         batch_size: evaluation batch size.
-        limit: first N images only (0: all).
+        limit: a fixed stratified subset of N images (0: all).
         n_examples: faces in examples.png (0: no figure).
         dataset: an already loaded `sources.Dataset`.
         figures: write the PNG figures (results.json and the tables are
             always written).
         classifier: "argmax" or "svm" (see `svm.py`).
-        svm_train_limit: with "svm", fit on the first N training images.
+        svm_train_limit: with "svm", fit on a stratified subset of N
+            training images.
     """
     from fsr_fer_tf import eval_lib
     from fsr_fer_tf import labels as labels_lib
@@ -372,8 +376,7 @@ def evaluate_run(
     }
     if noise:
         results["noise"] = noise
-    if limit:
-        split = split.subset(range(n_images))
+    split = eval_lib.limit_split(split, limit)  # the images evaluated
     paths = write_report(
         out_dir,
         results,

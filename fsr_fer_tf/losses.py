@@ -21,6 +21,10 @@ from fsr_fer_tf.errors import ConfigError
 from fsr_fer_tf.errors import require
 
 L2_REDUCTIONS = ("mean", "sum")
+# Over which elements the WGAN-div gradient norm runs: "all" d x d elements
+# of a sample (WGAN-div, the paper) or each column separately, averaged
+# (the released code's reduce_sum over axis 1).
+PENALTY_NORMS = ("all", "per_column")
 
 
 def _f32(x):
@@ -64,8 +68,44 @@ def interpolate(real, fake, epsilon):
     return eps * real + (1.0 - eps) * _f32(fake)
 
 
+def gradient_power(grads, p, norm="all"):
+    """Per-sample mean of ||g||^p, the WGAN-div penalty's integrand.
+
+    Args:
+        grads: float32 [B, d, d, 1] gradients of the critic at x_hat.
+        p: the power.
+        norm: "all": ||g|| over all elements of a sample, so the result is
+            (sum g^2)^(p / 2), [B]. "per_column": ||g_j|| over each column
+            j (the sum over axis 1, as the released code), and the mean of
+            ||g_j||^p over the d columns, [B].
+
+    Returns:
+        float32 [B].
+    """
+    if norm not in PENALTY_NORMS:
+        raise ConfigError(
+            f"penalty norm must be one of {PENALTY_NORMS}, got {norm!r}"
+        )
+    squared = keras.ops.square(_f32(grads))
+    if norm == "all":
+        return keras.ops.power(
+            keras.ops.sum(squared, axis=_sample_axes(squared)), 0.5 * p
+        )
+    columns = keras.ops.sum(squared, axis=1)  # (B, d, 1)
+    return keras.ops.mean(
+        keras.ops.power(columns, 0.5 * p), axis=_sample_axes(columns)
+    )
+
+
 def wgan_div_penalty(
-    critic, real, fake, epsilon, k=2.0, p=6.0, gradient_scale=None
+    critic,
+    real,
+    fake,
+    epsilon,
+    k=2.0,
+    p=6.0,
+    gradient_scale=None,
+    norm="all",
 ):
     """WGAN-div gradient term k * E[||grad_x D(x_hat)||^p] (paper eq. 8).
 
@@ -73,17 +113,20 @@ def wgan_div_penalty(
     the "P_u" of eq. 8). The gradient of the critic score with respect to
     x_hat is taken with a nested `tf.GradientTape`; when this function runs
     under an outer tape watching the critic's weights, the penalty is
-    differentiable with respect to them (double back-propagation). The norm
-    runs over *all* elements of a sample, ||g||^p = (sum g^2)^(p / 2).
+    differentiable with respect to them (double back-propagation). With
+    `norm="all"` the norm runs over *all* elements of a sample,
+    ||g||^p = (sum g^2)^(p / 2) (WGAN-div, the paper); with "per_column" it
+    is the released code's mean over columns of ||g_j||^p (`gradient_power`).
 
     The per-sample gradients come from one backward pass of sum_i D(x_hat_i),
     which is exact only because the critic scores each sample independently
     (no batch-norm; paper sec. 3.4).
 
-    Note: the released code summed the squared gradient over one spatial
-    axis only (`reduce_sum(..., reduction_indices=[1])` on a [B, d, d, 1]
-    tensor), i.e. it penalised per-column norms; this function follows the
-    paper and WGAN-div.
+    The released code summed the squared gradient over one spatial axis
+    only (`reduce_sum(..., reduction_indices=[1])` on a [B, d, d, 1]
+    tensor), i.e. it penalised per-column norms. Spread over d columns, the
+    same gradient has a p-th power d^(p/2 - 1) times smaller per column, so
+    the critic may grow its slope further before the penalty binds.
 
     Args:
         critic: a callable `critic(x, training=True) -> [B, 1]` scores.
@@ -98,6 +141,7 @@ def wgan_div_penalty(
             small gradients do not underflow in the critic's float16
             activations. If S * D overflows, the penalty is Inf and the
             LossScaleOptimizer skips the step and lowers S, as for any loss.
+        norm: "all" (paper) or "per_column" (released code).
 
     Returns:
         float32 scalar.
@@ -107,6 +151,10 @@ def wgan_div_penalty(
     >>> penalty = wgan_div_penalty(critic, f_hr, f_sr, eps, k=2.0, p=6.0)
     """
     check_wgan_div(k, p)
+    require(
+        norm in PENALTY_NORMS,
+        f"penalty norm must be one of {PENALTY_NORMS}, got {norm!r}",
+    )
     x_hat = interpolate(real, fake, epsilon)
     with tf.GradientTape() as tape:
         tape.watch(x_hat)
@@ -117,10 +165,7 @@ def wgan_div_penalty(
     grads = _f32(tape.gradient(total, x_hat))  # (B, d, d, 1)
     if gradient_scale is not None:
         grads = grads / _f32(gradient_scale)
-    squared_norm = keras.ops.sum(
-        keras.ops.square(grads), axis=_sample_axes(grads)
-    )
-    return k * keras.ops.mean(keras.ops.power(squared_norm, 0.5 * p))
+    return k * keras.ops.mean(gradient_power(grads, p, norm))
 
 
 def critic_loss(d_real, d_fake, penalty, weights=None):
@@ -216,6 +261,17 @@ def true_class_probability(logits, labels):
     return keras.ops.sum(probs * onehot, axis=-1)
 
 
+def cross_entropy(logits, labels):
+    """Per-sample softmax cross-entropy of the true class, float32 [B].
+
+    Not in the paper: an optional stage-2 term (`ce_weight`) that trains G
+    to make the frozen head classify F_sr correctly.
+    """
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(
+        keras.ops.cast(labels, "int32"), _f32(logits)
+    )
+
+
 def check_reweight(sigma, r):
     """Validates the re-weighting constants (ConfigError on bad values).
 
@@ -228,20 +284,23 @@ def check_reweight(sigma, r):
     require(r > 0, f"re-weighting r must be > 0, got {r}")
 
 
-def reweight(p_true, sigma=1.5, r=1.0):
+def reweight(p_true, sigma=1.5, r=1.0, gradient=False):
     """Classification-aware weights w_i = (sigma - p_i)^r (paper eq. 11).
 
     p_i is the frozen classifier's softmax probability of the true class;
     like the released code, the training step computes it on the generated
     feature F_sr (`logits_fake`), so samples that G still leaves misclassified
-    weigh more. The weights carry no gradient (stop_gradient): they only
-    re-weight the per-sample losses. (The released code did not stop the
-    gradient, so there G was also pushed to raise p_i.)
+    weigh more. With `gradient=False` the weights carry no gradient
+    (stop_gradient): they only re-weight the per-sample losses. With
+    `gradient=True` (the released code, which did not stop it) the loss
+    sum_i w_i L_i also sends -r (sigma - p_i)^(r - 1) L_i grad p_i to G: a
+    push to raise the true-class probability, stronger where L_i is large.
 
     Args:
         p_true: [B] probabilities in [0, 1].
         sigma: offset > 1 (paper and released: 1.5).
         r: power > 0 (paper: 1; released: 2).
+        gradient: let the weights carry p_i's gradient (released code).
 
     Returns:
         float32 [B] weights in [(sigma - 1)^r, sigma^r].
@@ -251,7 +310,9 @@ def reweight(p_true, sigma=1.5, r=1.0):
     # -> [2.25, 1.0, 0.25]
     """
     check_reweight(sigma, r)
-    p = keras.ops.stop_gradient(_f32(p_true))
+    p = _f32(p_true)
+    if not gradient:
+        p = keras.ops.stop_gradient(p)
     return keras.ops.power(sigma - p, float(r))
 
 

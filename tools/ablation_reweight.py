@@ -329,7 +329,8 @@ def run_ablation(
         target: validation mean accuracy to reach, or None (automatic).
         eval_split: the split of the final evaluation.
         eval_batch_size: its batch size.
-        eval_limit: evaluate only the first N images (0: all).
+        eval_limit: evaluate a fixed stratified subset of N images (0:
+            all).
         generator: "final" (generator.keras) or "best" (the best validation
             generator, generator_best.keras).
 
@@ -459,7 +460,8 @@ def define_flags():
     flags.DEFINE_integer(
         "eval_limit",
         0,
-        "Evaluate only the first N images of --eval_split (0: all).",
+        "Evaluate a fixed stratified subset of N images of --eval_split "
+        "(0: all).",
     )
     flags.DEFINE_enum(
         "eval_generator",

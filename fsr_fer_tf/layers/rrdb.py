@@ -13,6 +13,13 @@ from fsr_fer_tf.errors import require
 
 _LEAK = 0.2  # ESRGAN's LeakyReLU slope (released code: alpha=0.2).
 
+# How the optional batch-norm runs. "batch": batch statistics in training,
+# moving averages at inference (Keras' usual). "inference": always inference
+# mode on the initial moving statistics (mean 0, variance 1), i.e. a learnt
+# per-channel scale and shift; the released TF1 generator called
+# tf.layers.BatchNormalization without `training`, which does this.
+BATCH_NORM_MODES = ("batch", "inference")
+
 
 def _dense_block_initializer():
     """He-normal init scaled by 0.1 (ESRGAN; BasicSR `default_init_weights`
@@ -38,7 +45,10 @@ class ResidualDenseBlock(keras.layers.Layer):
 
     With `use_batch_norm` each conv is followed by batch-normalisation (before
     the activation), as in the authors' released generator; ESRGAN, which the
-    paper follows, removed it.
+    paper follows, removed it. `batch_norm_mode="inference"` runs it the way
+    the released code did: always in inference mode on its initial moving
+    statistics, so it is a learnt per-channel affine map
+    gamma * x / sqrt(1 + epsilon) + beta, the same in training and at test.
 
     Args:
         filters: channels of the block input and output.
@@ -46,6 +56,7 @@ class ResidualDenseBlock(keras.layers.Layer):
         dense_convs: number of convs (ESRGAN: 5); at least 2.
         residual_scale: scale of the residual branch (ESRGAN: 0.2).
         use_batch_norm: batch-norm after every conv.
+        batch_norm_mode: "batch" or "inference" (see `BATCH_NORM_MODES`).
         **kwargs: base `keras.layers.Layer` arguments (name, dtype, ...).
 
     Example:
@@ -61,9 +72,15 @@ class ResidualDenseBlock(keras.layers.Layer):
         dense_convs=5,
         residual_scale=0.2,
         use_batch_norm=False,
+        batch_norm_mode="batch",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        require(
+            batch_norm_mode in BATCH_NORM_MODES,
+            f"batch_norm_mode must be one of {BATCH_NORM_MODES}, got "
+            f"{batch_norm_mode!r}",
+        )
         require(filters >= 1, f"filters must be >= 1, got {filters}")
         require(growth >= 1, f"growth must be >= 1, got {growth}")
         require(
@@ -74,6 +91,7 @@ class ResidualDenseBlock(keras.layers.Layer):
         self.dense_convs = int(dense_convs)
         self.residual_scale = float(residual_scale)
         self.use_batch_norm = bool(use_batch_norm)
+        self.batch_norm_mode = batch_norm_mode
 
         # Sub-layers inherit this layer's dtype policy, so a block created
         # with dtype="float32" under mixed_float16 stays float32 throughout.
@@ -110,6 +128,9 @@ class ResidualDenseBlock(keras.layers.Layer):
             return []
         return [getattr(self, f"norm{j + 1}") for j in range(self.dense_convs)]
 
+    def _norm_training(self, training):
+        return training if self.batch_norm_mode == "batch" else False
+
     def build(self, input_shape):
         channels = input_shape[-1]
         if channels != self.filters:
@@ -135,7 +156,7 @@ class ResidualDenseBlock(keras.layers.Layer):
             x = features[0] if j == 0 else self.concat(features)
             out = conv(x)  # (B, h, w, growth) or (B, h, w, filters) at the end
             if norms:
-                out = norms[j](out, training=training)
+                out = norms[j](out, training=self._norm_training(training))
             if j < self.dense_convs - 1:
                 out = self.act(out)
                 features.append(out)
@@ -153,6 +174,7 @@ class ResidualDenseBlock(keras.layers.Layer):
                 "dense_convs": self.dense_convs,
                 "residual_scale": self.residual_scale,
                 "use_batch_norm": self.use_batch_norm,
+                "batch_norm_mode": self.batch_norm_mode,
             }
         )
         return config
@@ -174,6 +196,7 @@ class RRDB(keras.layers.Layer):
         residual_scale: scale of the dense-block and RRDB residuals (0.2).
         use_batch_norm: batch-norm after every dense-block conv (released
             code).
+        batch_norm_mode: "batch" or "inference" (see `BATCH_NORM_MODES`).
         **kwargs: base `keras.layers.Layer` arguments (name, dtype, ...).
 
     Example:
@@ -189,6 +212,7 @@ class RRDB(keras.layers.Layer):
         dense_convs=5,
         residual_scale=0.2,
         use_batch_norm=False,
+        batch_norm_mode="batch",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -197,6 +221,7 @@ class RRDB(keras.layers.Layer):
         self.dense_convs = int(dense_convs)
         self.residual_scale = float(residual_scale)
         self.use_batch_norm = bool(use_batch_norm)
+        self.batch_norm_mode = batch_norm_mode
         # Attributes rather than a list, for tf.train.Checkpoint (see
         # ResidualDenseBlock).
         for i in range(3):
@@ -206,6 +231,7 @@ class RRDB(keras.layers.Layer):
                 dense_convs=self.dense_convs,
                 residual_scale=self.residual_scale,
                 use_batch_norm=self.use_batch_norm,
+                batch_norm_mode=self.batch_norm_mode,
                 dtype=self.dtype_policy,
                 name=f"rdb{i + 1}",
             )
@@ -237,6 +263,7 @@ class RRDB(keras.layers.Layer):
                 "dense_convs": self.dense_convs,
                 "residual_scale": self.residual_scale,
                 "use_batch_norm": self.use_batch_norm,
+                "batch_norm_mode": self.batch_norm_mode,
             }
         )
         return config

@@ -65,7 +65,6 @@ from fsr_fer_tf.layers.spd import LogEig
 from fsr_fer_tf.layers.spd import ReEig
 
 PART_NAMES = ("features", "spd", "head")
-_POOL_AFTER = (1, 2, 4)  # 1-based conv indices followed by 2x2 max-pooling.
 
 
 def _dense_initializer():
@@ -73,18 +72,24 @@ def _dense_initializer():
     return keras.initializers.TruncatedNormal(stddev=0.1)
 
 
-def feature_map_size(image_size):
-    """Side of the trunk's output map: three 'VALID' 2x2 pools (100 -> 12)."""
-    size = image_size
-    for _ in _POOL_AFTER:
+def feature_map_size(image_size, stem_stride=1, pool_after=(1, 2, 4)):
+    """Side of the trunk's output map: the first conv's stride ('SAME'),
+    then one 'VALID' 2x2 pool per entry of `pool_after` (100 -> 12)."""
+    size = -(-image_size // stem_stride)
+    for _ in pool_after:
         size //= 2
     return size
 
 
 def build_features(
-    image_size, conv_filters, batchnorm_momentum, batchnorm_epsilon
+    image_size,
+    conv_filters,
+    batchnorm_momentum,
+    batchnorm_epsilon,
+    stem_stride=1,
+    pool_after=(1, 2, 4),
 ):
-    """The trunk F(): raw image [B, S, S, 3] -> conv map [B, S/8, S/8, c]."""
+    """The trunk F(): raw image [B, S, S, 3] -> conv map [B, h, h, c]."""
     image = keras.Input((image_size, image_size, 3), name="image")
     x = PerImageStandardization(name="standardize")(image)
     for i, filters in enumerate(conv_filters, start=1):
@@ -92,6 +97,7 @@ def build_features(
         x = keras.layers.Conv2D(
             filters,
             3,
+            strides=stem_stride if i == 1 else 1,
             padding="same",
             use_bias=False,
             kernel_initializer=_dense_initializer(),
@@ -104,7 +110,7 @@ def build_features(
             name=f"conv_{i}_bn",
         )(x)
         x = keras.layers.ReLU(name=f"conv_{i}_relu")(x)
-        if i in _POOL_AFTER:
+        if i in pool_after:
             x = keras.layers.MaxPooling2D(2, 2, name=f"pool_{i}")(x)
     return keras.Model(image, x, name="features")
 
@@ -190,6 +196,8 @@ class CovPoolFER(keras.Model):
         batchnorm_momentum: BN moving-average decay.
         batchnorm_epsilon: BN epsilon.
         dropout: dropout rate before each head FC.
+        stem_stride: stride of the first conv (1 in the released code).
+        pool_after: 1-based conv indices followed by 2x2 max-pooling.
         **kwargs: `keras.Model` arguments (name, trainable).
 
     Example:
@@ -213,16 +221,40 @@ class CovPoolFER(keras.Model):
         batchnorm_momentum=0.995,
         batchnorm_epsilon=1e-3,
         dropout=0.0,
+        stem_stride=1,
+        pool_after=(1, 2, 4),
         **kwargs,
     ):
         conv_filters = tuple(int(f) for f in conv_filters)
         fc_units = tuple(int(u) for u in fc_units)
+        pool_after = tuple(int(i) for i in pool_after)
         _validate(image_size, conv_filters, bimap_dim, fc_units, spd_dtype)
-        map_size = feature_map_size(image_size)
+        require(
+            stem_stride in (1, 2),
+            f"stem_stride must be 1 or 2, got {stem_stride!r}",
+        )
+        require(
+            list(pool_after) == sorted(set(pool_after))
+            and all(1 <= i <= len(conv_filters) for i in pool_after),
+            f"pool_after must be increasing conv indices in 1..6, got "
+            f"{pool_after}",
+        )
+        map_size = feature_map_size(image_size, stem_stride, pool_after)
+        require(
+            map_size >= 2,
+            f"image_size {image_size} with stem_stride {stem_stride} and "
+            f"{len(pool_after)} pools leaves a {map_size}x{map_size} map; "
+            "the covariance needs at least 2x2",
+        )
 
         # === Layers ===
         features = build_features(
-            image_size, conv_filters, batchnorm_momentum, batchnorm_epsilon
+            image_size,
+            conv_filters,
+            batchnorm_momentum,
+            batchnorm_epsilon,
+            stem_stride,
+            pool_after,
         )
         spd = build_spd(
             map_size,
@@ -258,6 +290,8 @@ class CovPoolFER(keras.Model):
         self.batchnorm_momentum = float(batchnorm_momentum)
         self.batchnorm_epsilon = float(batchnorm_epsilon)
         self.dropout = float(dropout)
+        self.stem_stride = int(stem_stride)
+        self.pool_after = pool_after
 
     def get_config(self):
         return {
@@ -274,6 +308,8 @@ class CovPoolFER(keras.Model):
             "batchnorm_momentum": self.batchnorm_momentum,
             "batchnorm_epsilon": self.batchnorm_epsilon,
             "dropout": self.dropout,
+            "stem_stride": self.stem_stride,
+            "pool_after": list(self.pool_after),
         }
 
     @classmethod

@@ -94,6 +94,7 @@ class RRDBGenerator(keras.Model):
                 dense_convs=config.dense_convs,
                 residual_scale=config.residual_scale,
                 use_batch_norm=config.use_batch_norm,
+                batch_norm_mode=config.batch_norm_mode,
                 name=f"rrdb{i + 1}",
             )
             for i in range(config.num_blocks)

@@ -47,12 +47,18 @@ def validate_config(cfg):
         f"p in [0, 1]), got {cfg.sigma}.",
     )
     req(cfg.r > 0, f"--r must be > 0, got {cfg.r}.")
-    for name in ("adv_weight", "perceptual_weight", "l2_weight"):
+    for name in ("adv_weight", "perceptual_weight", "l2_weight", "ce_weight"):
         req(getattr(cfg, name) >= 0, f"--{name} must be >= 0.")
     req(
         cfg.l2_reduction in ("mean", "sum"),
         "--l2_reduction must be 'mean' or 'sum'.",
     )
+    req(
+        cfg.penalty_norm in ("all", "per_column"),
+        f"--penalty_norm must be 'all' or 'per_column', got "
+        f"'{cfg.penalty_norm}'.",
+    )
+
     req(cfg.pretrain_steps >= 0, "--pretrain_steps must be >= 0.")
     req(cfg.pretrain_learning_rate > 0, "--pretrain_learning_rate must be > 0.")
     req(
@@ -264,9 +270,12 @@ def train_fsr(
         reweight=cfg.reweight,
         sigma=cfg.sigma,
         r=cfg.r,
+        reweight_gradient=cfg.reweight_gradient and cfg.reweight,
+        ce_weight=cfg.ce_weight,
         critic_weighting=cfg.critic_weighting and cfg.reweight,
         k=cfg.k,
         p=cfg.p,
+        penalty_norm=cfg.penalty_norm,
         n_critic=cfg.n_critic,
         seed=cfg.seed,
         jit_compile=cfg.jit_compile,

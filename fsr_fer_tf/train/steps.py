@@ -43,7 +43,7 @@ class FSRSteps:
          the SPD part calls eigh);
       2. F_sr = G(F_lr) (eq. 3), the head's embedding and logits of F_sr and
          F_hr, and w_i = (sigma - p_i)^r from the true-class probability of
-         F_sr (eq. 11; constant, no gradient);
+         F_sr (eq. 11; a constant unless `reweight_gradient`);
       3. `n_critic` critic updates on L_gan(D) of eq. 8 with fresh
          epsilon ~ U(0, 1) per sample each time (the same F_sr: G does not
          change in between);
@@ -86,10 +86,16 @@ class FSRSteps:
         reweight: apply eq. 11's w to the generator's losses.
         sigma: eq. 11's sigma (> 1).
         r: eq. 11's r (> 0; paper 1, released 2).
+        reweight_gradient: let w carry the gradient of p_i (released code:
+            G is also pushed to raise the true-class probability).
+        ce_weight: weight of a cross-entropy term of the frozen head on
+            F_sr (beyond the paper; 0 = off, the paper and released code).
         critic_weighting: weight the critic's two expectations by w too
             (released code); the paper's critic is unweighted.
         k: WGAN-div penalty weight (paper 2).
         p: WGAN-div power (paper 6).
+        penalty_norm: "all" (paper) or "per_column" (released code), see
+            `losses.wgan_div_penalty`.
         n_critic: critic updates per generator update (released: 1).
         seed: seed of the epsilon generator.
         jit_compile: XLA-compile the critic's gradient computation and the
@@ -132,9 +138,12 @@ class FSRSteps:
         reweight=True,
         sigma=1.5,
         r=1.0,
+        reweight_gradient=False,
+        ce_weight=0.0,
         critic_weighting=False,
         k=2.0,
         p=6.0,
+        penalty_norm="all",
         n_critic=1,
         seed=0,
         jit_compile=False,
@@ -153,6 +162,15 @@ class FSRSteps:
             isinstance(n_critic, int) and n_critic >= 1,
             f"n_critic must be an integer >= 1, got {n_critic!r}",
         )
+        require(
+            penalty_norm in losses.PENALTY_NORMS,
+            f"penalty_norm must be one of {losses.PENALTY_NORMS}, got "
+            f"{penalty_norm!r}",
+        )
+        require(
+            not reweight_gradient or reweight,
+            "reweight_gradient needs reweight=True (it is w's gradient)",
+        )
         if l2_reduction not in losses.L2_REDUCTIONS:
             raise ConfigError(
                 f"l2_reduction must be one of {losses.L2_REDUCTIONS}, "
@@ -162,6 +180,7 @@ class FSRSteps:
             ("adv_weight", adv_weight),
             ("perceptual_weight", perceptual_weight),
             ("l2_weight", l2_weight),
+            ("ce_weight", ce_weight),
         ):
             require(value >= 0, f"{name} must be >= 0, got {value}")
         require(0 <= beta_2 < 1, f"beta_2 must be in [0, 1), got {beta_2}")
@@ -178,9 +197,12 @@ class FSRSteps:
         self.reweight = bool(reweight)
         self.sigma = float(sigma)
         self.r = float(r)
+        self.reweight_gradient = bool(reweight_gradient)
+        self.ce_weight = float(ce_weight)
         self.critic_weighting = bool(critic_weighting)
         self.k = float(k)
         self.p = float(p)
+        self.penalty_norm = penalty_norm
         self.n_critic = n_critic
         self.jit_compile = bool(jit_compile)
 
@@ -313,6 +335,7 @@ class FSRSteps:
                 p=self.p,
                 # Under mixed_float16, the inner gradient is loss-scaled too.
                 gradient_scale=_loss_scale(self.d_optimizer),
+                norm=self.penalty_norm,
             )
             loss = losses.critic_loss(
                 d_real,
@@ -339,25 +362,30 @@ class FSRSteps:
         batch = tf.shape(f_hr)[0]
         generator, critic = self.generator, self.critic
 
-        with tf.GradientTape() as g_tape:
+        # Persistent: after G's gradient, the same tape gives the gradient
+        # each loss term sends to F_sr (diagnostics).
+        with tf.GradientTape(persistent=True) as g_tape:
             f_sr = _f32(generator(f_lr, training=True))  # (B, d, d, 1)
             embedding_sr, logits_sr = self.classify(f_sr)
             # p_i on F_sr, as the released code (`logits_fake`).
             p_true = losses.true_class_probability(logits_sr, labels)
             if self.reweight:
-                w = losses.reweight(p_true, self.sigma, self.r)
+                w = losses.reweight(
+                    p_true, self.sigma, self.r, self.reweight_gradient
+                )
             else:
                 w = tf.ones_like(p_true)
 
             # The critic updates are not part of G's graph.
             with g_tape.stop_recording():
                 f_sr_fixed = tf.stop_gradient(f_sr)
+                w_fixed = tf.stop_gradient(w)
                 for _ in range(self.n_critic):
                     epsilon = keras.random.uniform(
                         (batch,), seed=self.seed_generator, dtype="float32"
                     )
                     grads, d_logs = self._critic_gradients(
-                        f_hr, f_sr_fixed, epsilon, w
+                        f_hr, f_sr_fixed, epsilon, w_fixed
                     )
                     updates.apply_if_finite(
                         self.d_optimizer, grads, critic.trainable_variables
@@ -366,16 +394,35 @@ class FSRSteps:
             adv = losses.generator_adversarial_loss(critic(f_sr, training=True))
             perceptual = losses.perceptual_loss(embedding_sr, embedding_hr)
             l2 = losses.feature_l2_loss(f_sr, f_hr, self.l2_reduction)
-            per_sample = (
-                self.adv_weight * adv
-                + self.perceptual_weight * perceptual
-                + self.l2_weight * l2
-            )
+            terms = {
+                "adv": self.adv_weight * adv,
+                "perceptual": self.perceptual_weight * perceptual,
+                "l2": self.l2_weight * l2,
+            }
+            if self.ce_weight:
+                ce = losses.cross_entropy(logits_sr, labels)
+                terms["ce"] = self.ce_weight * ce
+            per_sample = tf.add_n(list(terms.values()))
             g_loss = losses.weighted_mean(
                 per_sample, w if self.reweight else None
             )
             scaled = self.g_optimizer.scale_loss(g_loss)
+            # Per-sample sums (not means), so each gradient row is the
+            # force on that sample's F_sr_i before the 1/B of the mean.
+            parts = {
+                name: tf.reduce_sum(w_fixed * term)
+                for name, term in terms.items()
+            }
+            if self.reweight_gradient:
+                parts["reweight"] = tf.reduce_sum(
+                    w * tf.stop_gradient(per_sample)
+                )
         grads = g_tape.gradient(scaled, generator.trainable_variables)
+        grad_norms = {
+            f"grad_norm/{name}": _mean_sample_norm(g_tape.gradient(part, f_sr))
+            for name, part in parts.items()
+        }
+        del g_tape
         g_lr = _f32(self.g_optimizer.learning_rate)
         d_lr = _f32(self.d_optimizer.learning_rate)
         updates.apply_if_finite(
@@ -396,12 +443,15 @@ class FSRSteps:
                 "w_mean": tf.reduce_mean(w),
                 "w_min": tf.reduce_min(w),
                 "w_max": tf.reduce_max(w),
+                **grad_norms,
                 "g_learning_rate": g_lr,
                 "d_learning_rate": d_lr,
                 "g_loss_scale": _loss_scale(self.g_optimizer),
                 "d_loss_scale": _loss_scale(self.d_optimizer),
             }
         )
+        if self.ce_weight:
+            logs["g_ce"] = tf.reduce_mean(ce)
         return {name: _f32(value) for name, value in logs.items()}
 
     def _pretrain_gradients_impl(self, f_lr, f_hr):
@@ -440,6 +490,14 @@ def _as_learning_rate(value):
         "learning rate must be a positive float or a keras "
         f"LearningRateSchedule, got {value!r}"
     )
+
+
+def _mean_sample_norm(grads):
+    """Batch mean of the per-sample L2 norms of [B, ...] gradients."""
+    if grads is None:  # a term that does not depend on F_sr
+        return tf.constant(0.0, tf.float32)
+    squared = tf.reduce_sum(tf.square(_f32(grads)), axis=[1, 2, 3])
+    return tf.reduce_mean(tf.sqrt(squared))
 
 
 def _loss_scale(optimizer):

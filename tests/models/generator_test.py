@@ -86,6 +86,36 @@ class RRDBGeneratorTest(tf.test.TestCase):
         )
         self.assertEqual(tuple(g(_features(d=9)).shape), (2, 9, 9, 1))
 
+    def test_released_batch_norm_is_a_fixed_affine_map(self):
+        # The released generator's BN ran in inference mode on its initial
+        # statistics (mean 0, variance 1): a sample's F_sr does not depend on
+        # the rest of the batch, training=True equals training=False, and
+        # the moving statistics never move.
+        self.assertEqual(GENERATOR_PRESETS["released"].batch_norm_mode, "inference")
+        config = dataclasses.replace(
+            GENERATOR_PRESETS["released"], filters=8, growth=4, num_blocks=1,
+            dense_convs=3,
+        )
+        g = RRDBGenerator(config)
+        x = _features(d=9)
+        train = g(x, training=True).numpy()
+        self.assertAllClose(train, g(x, training=False).numpy(), atol=1e-6)
+        alone = g(x[:1], training=True).numpy()
+        self.assertAllClose(alone, train[:1], atol=1e-6)
+        for w in g.non_trainable_weights:
+            expected = 0.0 if "moving_mean" in w.path else 1.0
+            self.assertAllEqual(w.numpy(), np.full(w.shape, expected))
+        # With "batch" the batch statistics are used in training.
+        batch = RRDBGenerator(
+            dataclasses.replace(config, batch_norm_mode="batch")
+        )
+        batch.set_weights(g.get_weights())
+        self.assertGreater(
+            float(np.max(np.abs(batch(x, training=True) - train))), 1e-3
+        )
+        with self.assertRaises(ConfigError):
+            RRDBGenerator(dataclasses.replace(config, batch_norm_mode="frozen"))
+
     def test_config_round_trip(self):
         g = RRDBGenerator(TINY, name="g")
         config = g.get_config()

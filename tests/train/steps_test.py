@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from fsr_fer_tf import configs
+from fsr_fer_tf import losses
 from fsr_fer_tf.configs import CriticConfig
 from fsr_fer_tf.configs import GeneratorConfig
 from fsr_fer_tf.errors import ConfigError
@@ -174,6 +175,9 @@ def test_logs(run):
         "w_mean",
         "w_min",
         "w_max",
+        "grad_norm/adv",
+        "grad_norm/perceptual",
+        "grad_norm/l2",
         "g_learning_rate",
         "d_learning_rate",
         "g_loss_scale",
@@ -197,6 +201,62 @@ def test_logs(run):
     np.testing.assert_allclose(lrs[:3], [(1e-3, 1e-3)] * 3)
     np.testing.assert_allclose(lrs[3:], [(5e-4, 5e-4)] * (N_STEPS - 3))
     assert int(run["steps"].step.numpy()) == N_STEPS
+
+
+@pytest.fixture(scope="module")
+def released_forces():
+    """One step with the released re-weighting gradient and a CE term, and
+    the loss terms recomputed outside FSRSteps on the same F_sr."""
+    steps = _make_steps(
+        g_config=dataclasses.replace(G_CONFIG, batch_norm_mode="inference"),
+        r=2.0,
+        reweight_gradient=True,
+        ce_weight=0.5,
+        penalty_norm="per_column",
+        n_critic=1,
+    )
+    hr, lr, labels = _batch()
+    f_hr, f_lr = steps.extract(hr), steps.extract(lr)
+    embedding_hr, _ = steps.classify(f_hr)
+    f_sr = tf.Variable(steps.generator(f_lr, training=True))
+    with tf.GradientTape(persistent=True) as tape:
+        embedding_sr, logits_sr = steps.classify(f_sr)
+        p_true = losses.true_class_probability(logits_sr, labels)
+        w = losses.reweight(p_true, 1.5, 2.0, gradient=True)
+        w_fixed = tf.stop_gradient(w)
+        terms = {
+            "perceptual": losses.perceptual_loss(embedding_sr, embedding_hr),
+            "l2": losses.feature_l2_loss(f_sr, f_hr),
+            "ce": 0.5 * losses.cross_entropy(logits_sr, labels),
+        }
+        parts = {k: tf.reduce_sum(w_fixed * v) for k, v in terms.items()}
+        # The adversarial term needs the updated critic: left out here, so
+        # this "reweight" force covers the other three terms only.
+        parts["reweight_without_adv"] = tf.reduce_sum(
+            w * tf.stop_gradient(tf.add_n(list(terms.values())))
+        )
+    expected = {
+        k: float(
+            tf.reduce_mean(
+                tf.norm(tf.reshape(tape.gradient(v, f_sr), (BATCH, -1)), axis=1)
+            )
+        )
+        for k, v in parts.items()
+    }
+    logs = {k: float(v) for k, v in steps.train_step(hr, lr, labels).items()}
+    return logs, expected
+
+
+def test_gradient_norm_per_loss_term(released_forces):
+    logs, expected = released_forces
+    for name in ("perceptual", "l2", "ce"):
+        np.testing.assert_allclose(
+            logs[f"grad_norm/{name}"], expected[name], rtol=1e-4, err_msg=name
+        )
+    assert logs["grad_norm/adv"] > 0
+    assert "g_ce" in logs and logs["g_ce"] > 0
+    # The released gradient of w exists and is not negligible.
+    assert logs["grad_norm/reweight"] > 0.1 * expected["reweight_without_adv"]
 
 
 def test_traced_once(run):
@@ -332,6 +392,9 @@ def test_jit_compile_matches_eager():
         dict(k=-1.0),
         dict(l2_reduction="max"),
         dict(reweight=False, critic_weighting=True),
+        dict(reweight=False, reweight_gradient=True),
+        dict(penalty_norm="rows"),
+        dict(ce_weight=-1.0),
         dict(learning_rate="fast"),
     ],
 )

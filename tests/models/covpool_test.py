@@ -93,6 +93,30 @@ def test_paper_sizes():
     assert head.get_layer("fc_1").kernel.shape == (128 * 128, 2000)
 
 
+def test_fer2013_sizes_and_round_trip(tmp_path):
+    # Stride-2 stem, pools after convs 2 and 4: 100 -> 50 -> 25 -> 12.
+    cfg = COVPOOL_PRESETS["fer2013"]
+    model = build_covpoolfer(cfg)
+    features, spd, head = covpoolfer_parts(model)
+    assert tuple(features.output.shape) == (None, 12, 12, 96)
+    assert spd.get_layer("bimap").kernel.shape == (96, 48)
+    assert tuple(spd.output.shape) == (None, 48, 48)
+    trunk = model.get_layer("features")
+    assert trunk.get_layer("conv_1").strides == (2, 2)
+    assert trunk.get_layer("conv_2").strides == (1, 1)
+    pools = [x.name for x in trunk.layers if x.name.startswith("pool_")]
+    assert pools == ["pool_2", "pool_4"]
+    assert model.get_config()["pool_after"] == [2, 4]
+    path = str(tmp_path / "fer2013.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.get_config() == model.get_config()
+    x = _images(2, 100, seed=3)
+    np.testing.assert_array_equal(
+        loaded(x, training=False).numpy(), model(x, training=False).numpy()
+    )
+
+
 def test_keras_file_round_trip(demo, tmp_path):
     x = _images(2, 100, seed=1)
     path = str(tmp_path / "covpoolfer.keras")
@@ -130,6 +154,10 @@ def test_parts_of_a_foreign_model_raise():
         ({"fc_units": (16,)}, "fc_units"),
         ({"spd_dtype": "float16"}, "spd_dtype"),
         ({"image_size": 8}, "image_size"),
+        ({"stem_stride": 3}, "stem_stride"),
+        ({"pool_after": (2, 1)}, "pool_after"),
+        ({"pool_after": (1, 7)}, "pool_after"),
+        ({"stem_stride": 2, "pool_after": (1, 2, 3)}, "covariance"),
     ],
 )
 def test_bad_config_raises(override, match):

@@ -22,6 +22,25 @@ class DataError(UserError):
     """A problem with a dataset on disk (missing, corrupt, mislabelled)."""
 
 
+class NoUsableDataError(DataError):
+    """A dataset in which no image could be used.
+
+    Attributes:
+        dataset: the `sources.Dataset` as read (empty splits, and every
+            skipped file with its reason), for `fsr-fer-inspect` to print.
+        problem: the message without the pointer to `fsr-fer-inspect`.
+    """
+
+    def __init__(self, problem, dataset):
+        super().__init__(
+            f"{problem} ({len(dataset.skipped)} skipped); run "
+            "fsr-fer-inspect with the same data flags for every skipped file "
+            "and its reason."
+        )
+        self.problem = problem
+        self.dataset = dataset
+
+
 class ConfigError(UserError):
     """A bad flag or config value."""
 

@@ -69,6 +69,12 @@ def confusion_figure(confusion, class_names=labels_lib.CLASS_NAMES, title=""):
     return fig
 
 
+# face_grid captions: font size (points) and the height of one line (inches,
+# 1.3x the font size).
+_CAPTION_PT = 7
+_CAPTION_LINE_IN = 1.3 * _CAPTION_PT / 72
+
+
 def face_grid(images, captions, ncols=8, title="", colors=None):
     """A grid of faces with a caption under each.
 
@@ -87,8 +93,25 @@ def face_grid(images, captions, ncols=8, title="", colors=None):
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
+    # Each row reserves room above its faces for its longest caption, so a
+    # caption never runs into the faces of the row above (sizes in inches).
+    lines = max((str(c).count("\n") + 1 for c in captions), default=1)
+    face, pad = 1.5, 0.08
+    caption = _CAPTION_LINE_IN * lines + pad
+    head = 0.35 if title else 0.05
+    height = nrows * (face + caption) + head
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(1.6 * ncols, 1.9 * nrows), squeeze=False
+        nrows,
+        ncols,
+        figsize=(1.6 * ncols, height),
+        squeeze=False,
+        gridspec_kw={"hspace": caption / face, "wspace": 0.06},
+    )
+    fig.subplots_adjust(
+        left=0.02,
+        right=0.98,
+        bottom=0.02 / height,
+        top=1 - (head + caption) / height,
     )
     for ax in axes.ravel():
         ax.axis("off")
@@ -96,8 +119,7 @@ def face_grid(images, captions, ncols=8, title="", colors=None):
         ax = axes[i // ncols, i % ncols]
         ax.imshow(images[i].astype(np.uint8), interpolation="nearest")
         color = colors[i] if colors is not None else "black"
-        ax.set_title(captions[i], fontsize=7, color=color)
+        ax.set_title(captions[i], fontsize=_CAPTION_PT, color=color, pad=2)
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title, y=1 - 0.05 / height, va="top")
     return fig

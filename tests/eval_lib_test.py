@@ -31,7 +31,9 @@ def test_limit_split_is_stratified_fixed_and_ordered():
     assert again.paths == sub.paths
     other = eval_lib.limit_split(split, 500, seed=1)
     assert other.paths != sub.paths
-    np.testing.assert_array_equal(np.bincount(other.labels, minlength=7), counts)
+    np.testing.assert_array_equal(
+        np.bincount(other.labels, minlength=7), counts
+    )
     # Each kept path belongs to the class its label says.
     assert all(p.startswith(f"c{l}/") for p, l in zip(sub.paths, sub.labels))
 

@@ -139,16 +139,11 @@ def load_fer2013(config):
                 labels=split_labels,
                 images=np.repeat(grey[..., None], 3, axis=-1),
             )
-    if not splits:
-        raise errors.DataError(
-            f"FER2013 CSV {path} has no usable row ({len(skipped)} skipped); "
-            "see the skipped list of fsr-fer-inspect."
-        )
     if skipped:
         logging.warning(
             "FER2013: skipped %d bad rows of %s", len(skipped), path
         )
-    return sources.Dataset(
+    dataset = sources.Dataset(
         name="fer2013_csv",
         root=path,
         splits=splits,
@@ -157,4 +152,7 @@ def load_fer2013(config):
             "48x48 grey faces, repeated over RGB; the pipeline resizes them "
             "with MATLAB bicubic",
         ],
+    )
+    return sources.require_images(
+        dataset, f"FER2013 CSV {path} has no usable row"
     )

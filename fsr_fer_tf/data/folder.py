@@ -210,13 +210,12 @@ def load_folder(config):
         start += len(items)
         rows = [item for item, good in zip(items, ok) if good]
         splits[split] = sources.Split.from_files(split, rows)
-    if not any(len(split) for split in splits.values()):
-        raise errors.DataError(
-            f"image folder {root} has no usable image (class folders named "
-            f"after the 7 expressions holding "
-            f"{'/'.join(sources.IMAGE_EXTENSIONS)} files); see the skipped "
-            "list of fsr-fer-inspect."
-        )
-    return sources.Dataset(
+    dataset = sources.Dataset(
         name="folder", root=root, splits=splits, skipped=skipped, notes=notes
+    )
+    return sources.require_images(
+        dataset,
+        f"image folder {root} has no usable image (class folders named "
+        f"after the 7 expressions holding "
+        f"{'/'.join(sources.IMAGE_EXTENSIONS)} files)",
     )

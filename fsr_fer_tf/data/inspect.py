@@ -9,17 +9,13 @@ training on a new copy of a dataset. Progress goes to stderr, JSON to stdout.
 """
 
 import json
-import os
 
-# TensorFlow's start-up INFO lines would bury the one `error:` line.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+from absl import app
+from absl import flags
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-from fsr_fer_tf import errors  # noqa: E402
-from fsr_fer_tf.data import flags as data_flags  # noqa: E402
-from fsr_fer_tf.data import loader  # noqa: E402
+from fsr_fer_tf import errors
+from fsr_fer_tf.data import flags as data_flags
+from fsr_fer_tf.data import loader
 
 data_flags.define_data_flags()
 
@@ -31,7 +27,16 @@ def main(argv):
     """
     del argv
     config = data_flags.data_config_from_flags(flags.FLAGS)
-    dataset = loader.load_dataset(config)
+    try:
+        dataset = loader.load_dataset(config)
+    except errors.NoUsableDataError as e:
+        # Showing what was skipped is this command's job: the JSON first,
+        # then the one error line (exit status 2).
+        print(json.dumps(e.dataset.summary(), indent=2), flush=True)
+        raise errors.DataError(
+            f"{e.problem} ({len(e.dataset.skipped)} skipped); every skipped "
+            "file and its reason is in the JSON above."
+        ) from None
     print(json.dumps(dataset.summary(), indent=2), flush=True)
 
 

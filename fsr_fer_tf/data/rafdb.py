@@ -214,13 +214,12 @@ def load_rafdb(config):
             if ok and split == split_name
         ]
         splits[split_name] = sources.Split.from_files(split_name, rows)
-    if not any(len(split) for split in splits.values()):
-        raise errors.DataError(
-            f"RAF-DB folder {root} has no readable image; check "
-            f"{image_dir} (see the skipped list of fsr-fer-inspect)."
-        )
-    return sources.Dataset(
+    dataset = sources.Dataset(
         name="rafdb", root=root, splits=splits, skipped=skipped, notes=notes
+    )
+    return sources.require_images(
+        dataset,
+        f"RAF-DB folder {root} has no readable image; check {image_dir}",
     )
 
 

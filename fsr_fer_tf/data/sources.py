@@ -154,3 +154,12 @@ class Dataset:
             },
             "notes": list(self.notes),
         }
+
+
+def require_images(dataset, problem):
+    """Returns `dataset`, or raises `errors.NoUsableDataError(problem)` when
+    none of its splits holds an image (the error carries the dataset, so
+    `fsr-fer-inspect` can still print what was skipped and why)."""
+    if not any(len(split) for split in dataset.splits.values()):
+        raise errors.NoUsableDataError(problem, dataset)
+    return dataset

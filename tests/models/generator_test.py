@@ -91,9 +91,14 @@ class RRDBGeneratorTest(tf.test.TestCase):
         # statistics (mean 0, variance 1): a sample's F_sr does not depend on
         # the rest of the batch, training=True equals training=False, and
         # the moving statistics never move.
-        self.assertEqual(GENERATOR_PRESETS["released"].batch_norm_mode, "inference")
+        self.assertEqual(
+            GENERATOR_PRESETS["released"].batch_norm_mode, "inference"
+        )
         config = dataclasses.replace(
-            GENERATOR_PRESETS["released"], filters=8, growth=4, num_blocks=1,
+            GENERATOR_PRESETS["released"],
+            filters=8,
+            growth=4,
+            num_blocks=1,
             dense_convs=3,
         )
         g = RRDBGenerator(config)

@@ -60,6 +60,13 @@ MIXED = flags.DEFINE_bool(
     "mixed_precision", False, "Build G and D under mixed_float16."
 )
 SEED = flags.DEFINE_integer("seed", 0, "Seed of weights and inputs.")
+REMAPPING = flags.DEFINE_bool(
+    "compare_remapping",
+    True,
+    "Also time train_step (first --n_critic) with Grappler's remapper off, "
+    "as train_fsr runs it (steps.disable_remapper), against on; the "
+    "remapper stays off for the presets after.",
+)
 
 
 class _Gram(keras.layers.Layer):
@@ -114,6 +121,7 @@ def make_models(preset, d):
 
 
 def run_preset(preset):
+    tf.config.optimizer.set_experimental_options({"remapping": True})
     keras.utils.set_random_seed(SEED.value)
     features, spd, head, size = frozen_parts(preset)
     d = COVPOOL_PRESETS[preset].bimap_dim
@@ -153,6 +161,7 @@ def run_preset(preset):
             n_critic=n,
             jit_compile=JIT.value,
             seed=SEED.value,
+            remapper=True,  # off below, for the comparison
         )
         if n == n_critics[0]:
             rows.append(("pretrain_step", timed(steps.pretrain_step, hr, lr)))
@@ -165,6 +174,22 @@ def run_preset(preset):
         )
         results[n] = timed(steps.train_step, hr, lr, labels)
         rows.append((f"train_step n_critic={n}", results[n]))
+    remapper = None
+    if REMAPPING.value:
+        # As train_fsr runs it: a fresh FSRSteps turns the remapper off
+        # (for the rest of the process) and traces again.
+        steps = FSRSteps(
+            generator,
+            critic,
+            features,
+            spd,
+            head,
+            n_critic=n_critics[0],
+            jit_compile=JIT.value,
+            seed=SEED.value,
+        )
+        remapper = timed(steps.train_step, hr, lr, labels)
+        rows.append(("  same, remapper off", remapper))
 
     print(f"  {'what':28s} {'median ms':>10s} {'min ms':>10s} {'/G fwd':>8s}")
     for name, (median, best) in rows:
@@ -179,6 +204,11 @@ def run_preset(preset):
                 f"  train_step n_critic={n} / n_critic={first} (min): "
                 f"{best / results[first][1]:.2f}"
             )
+    if remapper is not None:
+        print(
+            f"  train_step remapper off / on (min): "
+            f"{remapper[1] / results[first][1]:.2f}"
+        )
     print(
         f"  images/s (train_step n_critic={first}, min): "
         f"{b / results[first][1]:.1f}",

@@ -98,6 +98,9 @@ class FSRSteps:
             `losses.wgan_div_penalty`.
         n_critic: critic updates per generator update (released: 1).
         seed: seed of the epsilon generator.
+        remapper: leave Grappler's remapper on. False (the default) turns
+            it off for the process (`disable_remapper`): where oneDNN is on,
+            it fails on these steps' LeakyReluGrad and logs an error line.
         jit_compile: XLA-compile the critic's gradient computation and the
             pre-training gradient (G and D only; the frozen SPD part with
             its eigh stays outside XLA).
@@ -146,6 +149,7 @@ class FSRSteps:
         penalty_norm="all",
         n_critic=1,
         seed=0,
+        remapper=False,
         jit_compile=False,
         loss_scale=None,
         initial_loss_scale=2.0**15,
@@ -205,6 +209,8 @@ class FSRSteps:
         self.penalty_norm = penalty_norm
         self.n_critic = n_critic
         self.jit_compile = bool(jit_compile)
+        if not remapper:
+            disable_remapper()
 
         # The GAN iteration counter: schedules of both optimizers read it.
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -478,6 +484,23 @@ class FSRSteps:
             "pretrain_learning_rate": learning_rate,
             "pretrain_loss_scale": _loss_scale(self.pretrain_optimizer),
         }
+
+
+def disable_remapper():
+    """Turns Grappler's remapper pass off for this process.
+
+    Where oneDNN is on (TensorFlow's default on CPUs with AVX512-VNNI/AMX,
+    or TF_ENABLE_ONEDNN_OPTS=1), TF 2.21's remapper fails on the gradient of
+    any Conv2D + BiasAdd + LeakyReLU (`remapper failed: INVALID_ARGUMENT:
+    Mutation::Apply error: fanout '.../LeakyReluGrad' exist for missing node
+    '.../BiasAdd'`, one E-level line per traced function): it fuses the
+    BiasAdd away although the activation's gradient still reads it. The
+    failed pass leaves that graph unremapped anyway; turning it off removes
+    the alarming line, and `tools/bench_fsr_step.py` prints the step's
+    time with the pass off against on. The option is global: TensorFlow
+    reads it at every function call, so it stays off.
+    """
+    tf.config.optimizer.set_experimental_options({"remapping": False})
 
 
 def _as_learning_rate(value):

@@ -8,6 +8,7 @@ tests then check.
 """
 
 import dataclasses
+import os
 
 import keras
 import numpy as np
@@ -435,3 +436,55 @@ def test_non_finite_batch_changes_no_weights_or_optimizer_state():
     # A good batch afterwards still trains.
     steps.train_step(hr, lr, labels)
     assert not np.array_equal(_values(steps.generator.weights)[0], before[0])
+
+
+_REMAPPER_SCRIPT = """
+import fsr_fer_tf
+import numpy as np
+from fsr_fer_tf import configs
+from fsr_fer_tf.models.covpool import build_covpoolfer, covpoolfer_parts
+from fsr_fer_tf.models.critic import VGGCritic
+from fsr_fer_tf.models.generator import RRDBGenerator
+from fsr_fer_tf.train.steps import FSRSteps
+
+fer = build_covpoolfer(configs.CovPoolFERConfig(
+    image_size=32, conv_filters=(4, 4, 8, 8, 8, 8), bimap_dim=4,
+    fc_units=(16, 8)))
+g = RRDBGenerator(configs.GeneratorConfig(
+    filters=8, growth=4, num_blocks=1, dense_convs=3))
+d = VGGCritic(configs.CriticConfig(base_filters=4, dense_units=16),
+              input_size=4)
+g.build((None, 4, 4, 1))
+d.build((None, 4, 4, 1))
+steps = FSRSteps(g, d, *covpoolfer_parts(fer), remapper=REMAPPER)
+x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3))
+x = x.astype("float32")
+steps.pretrain_step(x, x)
+logs = steps.train_step(x, x, np.arange(4, dtype="int32"))
+print("d_loss", float(logs["d_loss"]))
+"""
+
+
+def test_stage2_steps_print_no_remapper_error():
+    # With oneDNN on (TF_ENABLE_ONEDNN_OPTS=1; the default on CPUs with
+    # AVX512-VNNI/AMX), TF 2.21's remapper fails on LeakyReluGrad and logs
+    # an E-level line per traced step unless FSRSteps turns it off.
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["TF_ENABLE_ONEDNN_OPTS"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-c", _REMAPPER_SCRIPT.replace("REMAPPER", "False")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "d_loss" in result.stdout
+    assert "remapper failed" not in result.stderr, result.stderr[-2000:]
+    assert not [
+        line for line in result.stderr.splitlines() if line.startswith("E")
+    ], result.stderr[-2000:]

@@ -112,6 +112,7 @@ def run_demo(
         os.path.join(run_dir, "fer"),
         resume=True,
         dataset=dataset,
+        preset=fer_preset,
     )
     timing["stage1_s"] = time.perf_counter() - t
 
@@ -132,6 +133,7 @@ def run_demo(
         os.path.join(run_dir, "fsr"),
         resume=True,
         dataset=dataset,
+        preset=fsr_preset,
     )
     timing["stage2_s"] = time.perf_counter() - t
 

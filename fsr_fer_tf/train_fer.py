@@ -62,7 +62,12 @@ def main(argv):
     )
     data_config = data_flags.data_config_from_flags(FLAGS)
     result = fer_loop.train_fer(
-        model_config, cfg, data_config, FLAGS.model_dir, FLAGS.resume
+        model_config,
+        cfg,
+        data_config,
+        FLAGS.model_dir,
+        FLAGS.resume,
+        preset=FLAGS.preset,
     )
     print(f"final model: {result['final']}")
     print(f"best model:  {result['best']}")

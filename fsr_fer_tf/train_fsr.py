@@ -113,6 +113,7 @@ def main(argv):
         data_config,
         FLAGS.model_dir,
         FLAGS.resume,
+        preset=FLAGS.preset,
     )
     print(f"generator: {result['generator']}")
     print(f"FSR-FER inference model: {result['fsr_fer']}")

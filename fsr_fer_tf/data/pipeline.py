@@ -92,6 +92,21 @@ def hr_images(split, image_size=100):
     return cache[key]
 
 
+def face_colour(split, image_size=100, sample=512, seed=0):
+    """ "grey" when the split's faces have R = G = B (FER-2013's 48x48 grey
+    faces, repeated over RGB), else "rgb"; judged on a seeded sample of up
+    to `sample` decoded faces (`hr_images`, memoised)."""
+    images = hr_images(split, image_size)
+    n = int(images.shape[0])
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.permutation(n)[: min(sample, n)])
+    faces = np.asarray(tf.gather(images, picks))
+    grey = np.array_equal(faces[..., 0], faces[..., 1]) and np.array_equal(
+        faces[..., 1], faces[..., 2]
+    )
+    return "grey" if grey else "rgb"
+
+
 def _as_tensor(array):
     """A uint8 tensor sharing `array`'s buffer where DLPack allows it.
 

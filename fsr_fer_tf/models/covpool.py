@@ -198,6 +198,9 @@ class CovPoolFER(keras.Model):
         dropout: dropout rate before each head FC.
         stem_stride: stride of the first conv (1 in the released code).
         pool_after: 1-based conv indices followed by 2x2 max-pooling.
+        metadata: a JSON-serialisable dict of facts about how the model
+            was trained (preset, data, colour of its faces, scales), kept
+            in its `.keras` file; `train_fer` fills it. Not used in `call`.
         **kwargs: `keras.Model` arguments (name, trainable).
 
     Example:
@@ -223,6 +226,7 @@ class CovPoolFER(keras.Model):
         dropout=0.0,
         stem_stride=1,
         pool_after=(1, 2, 4),
+        metadata=None,
         **kwargs,
     ):
         conv_filters = tuple(int(f) for f in conv_filters)
@@ -292,6 +296,7 @@ class CovPoolFER(keras.Model):
         self.dropout = float(dropout)
         self.stem_stride = int(stem_stride)
         self.pool_after = pool_after
+        self.metadata = dict(metadata or {})
 
     def get_config(self):
         return {
@@ -310,6 +315,7 @@ class CovPoolFER(keras.Model):
             "dropout": self.dropout,
             "stem_stride": self.stem_stride,
             "pool_after": list(self.pool_after),
+            "metadata": dict(self.metadata),
         }
 
     @classmethod
@@ -342,12 +348,14 @@ def _validate(image_size, conv_filters, bimap_dim, fc_units, spd_dtype):
     )
 
 
-def build_covpoolfer(config=None, name="covpoolfer"):
+def build_covpoolfer(config=None, name="covpoolfer", metadata=None):
     """Builds CovPoolFER from a `CovPoolFERConfig` (default: the paper's).
 
     Args:
         config: a `CovPoolFERConfig`, e.g. `COVPOOL_PRESETS["demo"]`.
         name: model name.
+        metadata: facts about its training, kept in the `.keras` file
+            (`CovPoolFER`'s `metadata`).
 
     Returns:
         A `CovPoolFER` keras.Model, image -> logits.
@@ -362,7 +370,9 @@ def build_covpoolfer(config=None, name="covpoolfer"):
             f"build_covpoolfer takes a CovPoolFERConfig, got "
             f"{type(config).__name__}; use configs.COVPOOL_PRESETS[name]."
         )
-    return CovPoolFER(**dataclasses.asdict(config), name=name)
+    return CovPoolFER(
+        **dataclasses.asdict(config), name=name, metadata=metadata
+    )
 
 
 def covpoolfer_parts(model):
@@ -396,3 +406,8 @@ def covpoolfer_parts(model):
             )
         parts.append(layer)
     return tuple(parts)
+
+
+def model_metadata(model):
+    """The `metadata` dict of a CovPoolFER model ({} for other models)."""
+    return dict(getattr(model, "metadata", None) or {})

@@ -148,8 +148,34 @@ def _save_if_finite(model, manager, step):
     return manager.save(checkpoint_number=step)
 
 
+def training_metadata(
+    preset, data_config, dataset, train_split, train_scales, image_size
+):
+    """What a stage-1 model records about its training (`metadata`).
+
+    {"preset", "data_format", "dataset" (where it was read), "colour"
+    ("grey" or "rgb": the faces it learnt from; a predictor converts others
+    to match), "train_scales", "image_size", "class_names"}.
+    """
+    return {
+        "preset": preset,
+        "data_format": data_config.data_format,
+        "dataset": dataset.where,
+        "colour": pipeline.face_colour(train_split, image_size),
+        "train_scales": [int(s) for s in train_scales],
+        "image_size": int(image_size),
+        "class_names": list(labels_lib.CLASS_NAMES),
+    }
+
+
 def train_fer(
-    model_config, cfg, data_config, model_dir, resume=True, dataset=None
+    model_config,
+    cfg,
+    data_config,
+    model_dir,
+    resume=True,
+    dataset=None,
+    preset=None,
 ):
     """Trains CovPoolFER; returns {"final": path, "best": path, ...}.
 
@@ -161,6 +187,8 @@ def train_fer(
         resume: continue from the latest checkpoint in `model_dir`.
         dataset: an already loaded `sources.Dataset` (else loaded from
             `data_config`).
+        preset: the name of the preset `model_config` and `cfg` came from,
+            recorded in the model's metadata (stage 2 checks it).
 
     Returns:
         {"final": final.keras path, "best": best.keras path,
@@ -204,7 +232,17 @@ def train_fer(
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
-        model = covpool.build_covpoolfer(model_config)
+        model = covpool.build_covpoolfer(
+            model_config,
+            metadata=training_metadata(
+                preset,
+                data_config,
+                dataset,
+                train_split,
+                train_scales,
+                model_config.image_size,
+            ),
+        )
         optimizer = keras.optimizers.Adam(
             _learning_rate(cfg, steps_per_epoch), epsilon=cfg.adam_epsilon
         )

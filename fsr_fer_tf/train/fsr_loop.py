@@ -136,6 +136,22 @@ def load_fer_model(path):
     return model
 
 
+def check_fer_preset(fer_model, fer_model_path, preset):
+    """ConfigError when the stage-1 model was trained with another preset.
+
+    Models without a recorded preset (older exports, models built by hand)
+    and runs without a named preset pass.
+    """
+    trained = covpool.model_metadata(fer_model).get("preset")
+    errors.require(
+        preset is None or trained is None or trained == preset,
+        f"--fer_model {fer_model_path} was trained with --preset={trained} "
+        f"but this stage-2 run uses --preset={preset}; pass "
+        f"--preset={trained}, or a stage-1 model trained with "
+        f"--preset={preset}.",
+    )
+
+
 def feature_size(fer_model):
     """d of the d x d SPD feature a CovPoolFER model produces."""
     _, spd, _ = covpool.covpoolfer_parts(fer_model)
@@ -185,6 +201,7 @@ def train_fsr(
     model_dir,
     resume=True,
     dataset=None,
+    preset=None,
 ):
     """Trains G and D on features of a frozen CovPoolFER.
 
@@ -197,6 +214,8 @@ def train_fsr(
         model_dir: the run folder.
         resume: continue from the latest checkpoint in `model_dir`.
         dataset: an already loaded `sources.Dataset`.
+        preset: the stage-2 preset's name; a stage-1 model trained with
+            another preset is refused (`check_fer_preset`).
 
     Returns:
         {"generator", "critic", "generator_best", "fsr_fer": paths,
@@ -205,6 +224,7 @@ def train_fsr(
     """
     scales = validate_config(cfg)
     fer_model = load_fer_model(fer_model_path)
+    check_fer_preset(fer_model, fer_model_path, preset)
     d = feature_size(fer_model)
     if dataset is None:
         dataset = loader.load_dataset(data_config)

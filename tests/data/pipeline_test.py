@@ -301,3 +301,16 @@ def test_unaligned_images_are_safe(split):
         )
     )
     assert out["hr"].shape == (N, S, S, 3)
+
+
+def test_face_colour():
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (20, 12, 12, 1), dtype=np.uint8)
+    grey_split = sources.Split(
+        name="g", labels=np.zeros(20), images=np.repeat(grey, 3, axis=-1)
+    )
+    assert pipeline.face_colour(grey_split, 12) == "grey"
+    colour = np.repeat(grey, 3, axis=-1)
+    colour[7, 3, 4, 2] ^= 1  # one channel of one pixel of one face
+    rgb_split = sources.Split(name="c", labels=np.zeros(20), images=colour)
+    assert pipeline.face_colour(rgb_split, 12, sample=20) == "rgb"

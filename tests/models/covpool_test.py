@@ -11,6 +11,7 @@ from fsr_fer_tf.configs import COVPOOL_PRESETS
 from fsr_fer_tf.configs import CovPoolFERConfig
 from fsr_fer_tf.errors import ConfigError
 from fsr_fer_tf.layers.spd import BiMap
+from fsr_fer_tf.models import covpool
 from fsr_fer_tf.models.covpool import CovPoolFER
 from fsr_fer_tf.models.covpool import build_covpoolfer
 from fsr_fer_tf.models.covpool import covpoolfer_parts
@@ -96,7 +97,8 @@ def test_paper_sizes():
 def test_fer2013_sizes_and_round_trip(tmp_path):
     # Stride-2 stem, pools after convs 2 and 4: 100 -> 50 -> 25 -> 12.
     cfg = COVPOOL_PRESETS["fer2013"]
-    model = build_covpoolfer(cfg)
+    meta = {"preset": "fer2013", "colour": "grey", "train_scales": [1]}
+    model = build_covpoolfer(cfg, metadata=meta)
     features, spd, head = covpoolfer_parts(model)
     assert tuple(features.output.shape) == (None, 12, 12, 96)
     assert spd.get_layer("bimap").kernel.shape == (96, 48)
@@ -111,6 +113,7 @@ def test_fer2013_sizes_and_round_trip(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert loaded.get_config() == model.get_config()
+    assert covpool.model_metadata(loaded) == meta
     x = _images(2, 100, seed=3)
     np.testing.assert_array_equal(
         loaded(x, training=False).numpy(), model(x, training=False).numpy()

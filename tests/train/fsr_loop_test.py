@@ -163,6 +163,32 @@ def test_bad_fer_model_errors(tiny_run, tmp_path):
         fsr_loop.load_fer_model(str(tmp_path / "other.keras"))
 
 
+def test_stage1_model_of_another_preset_is_refused(tiny_run, tmp_path):
+    fer = keras.models.load_model(tiny_run["fer"]["final"])
+    # The tiny run trains through fer_loop without a preset name.
+    assert covpool.model_metadata(fer)["preset"] is None
+    assert covpool.model_metadata(fer)["colour"] == "rgb"  # synthetic faces
+    fer.metadata = dict(fer.metadata, preset="demo")
+    path = str(tmp_path / "demo_fer.keras")
+    fer.save(path)
+    loaded = keras.models.load_model(path)
+    assert covpool.model_metadata(loaded)["preset"] == "demo"
+    with pytest.raises(errors.ConfigError, match="--preset=demo but this"):
+        fsr_loop.train_fsr(
+            path,
+            G,
+            D,
+            CFG,
+            tiny_run["data_config"],
+            str(tmp_path / "r"),
+            dataset=tiny_run["dataset"],
+            preset="fer2013",
+        )
+    assert not os.path.exists(tmp_path / "r")  # refused before any work
+    fsr_loop.check_fer_preset(loaded, path, "demo")  # the same preset passes
+    fsr_loop.check_fer_preset(loaded, path, None)
+
+
 def test_generator_for_another_feature_size_is_refused(tiny_run, tmp_path):
     # A stage-2 checkpoint for d=8 features cannot resume on d=6 features:
     # the architecture check names the feature size.

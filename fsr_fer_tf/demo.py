@@ -117,12 +117,7 @@ def run_demo(
     timing["stage1_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    gen, critic, cfg = fsr_loop.apply_recipe(
-        recipe,
-        configs.preset(configs.GENERATOR_PRESETS, fsr_preset, "generator"),
-        configs.preset(configs.CRITIC_PRESETS, fsr_preset, "critic"),
-        configs.preset(configs.FSR_TRAIN_PRESETS, fsr_preset, "training"),
-    )
+    gen, critic, cfg = configs.stage2_configs(fsr_preset, recipe)
     cfg = configs.replace(cfg, **(fsr_overrides or {}))
     fsr_result = fsr_loop.train_fsr(
         fer_result["final"],

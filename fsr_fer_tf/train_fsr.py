@@ -42,7 +42,9 @@ def define_flags():
         "preset",
         "paper",
         sorted(configs.FSR_TRAIN_PRESETS),
-        "Sizes and schedule: 'paper' (6 RRDBs, ESRGAN critic, 400k steps) or "
+        "Sizes and schedule: 'paper' (6 RRDBs, ESRGAN critic, 400k steps), "
+        "'fer2013' (3 slim RRDBs, identity-initialised G, 2400 steps, about "
+        "an hour on 2 CPU cores; for a --preset=fer2013 stage-1 model) or "
         "'demo' (2 RRDBs, identity-initialised G, minutes on a CPU).",
     )
     flags.DEFINE_enum(
@@ -80,14 +82,7 @@ def define_flags():
 
 def resolve_configs(preset, recipe, flag_values=FLAGS):
     """(generator, critic, training) configs from preset, recipe and flags."""
-    from fsr_fer_tf.train import fsr_loop
-
-    gen, critic, cfg = fsr_loop.apply_recipe(
-        recipe,
-        configs.preset(configs.GENERATOR_PRESETS, preset, "generator"),
-        configs.preset(configs.CRITIC_PRESETS, preset, "critic"),
-        configs.preset(configs.FSR_TRAIN_PRESETS, preset, "training"),
-    )
+    gen, critic, cfg = configs.stage2_configs(preset, recipe)
     gen = flag_utils.resolve_config(
         gen, _G_FLAGS, flag_values, prefix="g_", use_overrides=False
     )

@@ -73,7 +73,7 @@ def validate_config(cfg):
     req(
         all(s >= 1 for s in scales), f"--scales must be >= 1, got {cfg.scales}."
     )
-    for name in ("lr_boundaries", "pretrain_lr_boundaries"):
+    for name in ("lr_boundaries", "pretrain_lr_boundaries", "snapshot_steps"):
         bounds = configs.parse_int_list(getattr(cfg, name), f"--{name}")
         req(
             list(bounds) == sorted(set(bounds)) and all(b > 0 for b in bounds),
@@ -82,17 +82,9 @@ def validate_config(cfg):
     return scales
 
 
-def apply_recipe(recipe, gen_config, critic_config, cfg):
-    """Overlays `configs.RECIPES[recipe]` on the three configs.
-
-    Fields the user set explicitly should be applied after this.
-    """
-    overlay = configs.preset(configs.RECIPES, recipe, "recipe")
-    return (
-        configs.replace(gen_config, **overlay["generator"]),
-        configs.replace(critic_config, **overlay["critic"]),
-        configs.replace(cfg, **overlay["train"]),
-    )
+def snapshot_path(model_dir, step):
+    """Where `snapshot_steps` exports the generator of GAN step `step`."""
+    return os.path.join(model_dir, f"generator_step{int(step)}.keras")
 
 
 def step_schedule(initial, boundaries, decay):
@@ -362,6 +354,9 @@ def train_fsr(
         ):
             logging.info("New best generator -> %s", paths["generator_best"])
 
+    snapshots = set(
+        configs.parse_int_list(cfg.snapshot_steps, "--snapshot_steps")
+    )
     pre_done = int(pretrained.numpy())
     gan_done = int(steps.step.numpy())
     logging.info(
@@ -420,6 +415,10 @@ def train_fsr(
                     # pre-training scalars ("pre/...") at their own step.
                     loop.write_scalars(
                         train_writer, step_now, metrics, prefix=prefix
+                    )
+                if prefix == "" and gan_done in snapshots:
+                    loop.export_keras(
+                        generator, snapshot_path(run.model_dir, gan_done)
                     )
                 validate = prefix == "" and (
                     gan_done % cfg.eval_every == 0 or gan_done == cfg.steps

@@ -118,6 +118,28 @@ def test_interrupt_and_resume_equals_straight_run(
         )
 
 
+def test_snapshot_equals_a_run_of_that_length(tiny_run, tmp_path):
+    short = _train(
+        tiny_run, tmp_path / "two", dataclasses.replace(CFG, steps=2)
+    )
+    longer = _train(
+        tiny_run,
+        tmp_path / "three",
+        dataclasses.replace(CFG, steps=3, snapshot_steps="1,2"),
+    )
+    run_dir = longer["model_dir"]
+    assert sorted(f for f in os.listdir(run_dir) if "_step" in f) == [
+        "generator_step1.keras",
+        "generator_step2.keras",
+    ]
+    snapshot = _weights(fsr_loop.snapshot_path(run_dir, 2))
+    for a, b in zip(snapshot, _weights(short["generator"])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # ... and is not the final generator, one step later.
+    final = _weights(longer["generator"])
+    assert any(not np.allclose(a, b) for a, b in zip(snapshot, final))
+
+
 def test_nan_stops_with_step_and_term_after_saving_last_good_state(
     tiny_run, tmp_path, nan_after_step, finite_checkpoint
 ):
@@ -225,6 +247,7 @@ def test_generator_for_another_feature_size_is_refused(tiny_run, tmp_path):
         ("n_critic", 0, "--n_critic"),
         ("l2_reduction", "max", "--l2_reduction"),
         ("lr_boundaries", "50,20", "increasing"),
+        ("snapshot_steps", "0", "increasing positive"),
     ],
 )
 def test_out_of_range_settings(field, value, match):
@@ -255,9 +278,30 @@ def test_released_recipe_overlay_and_explicit_flags():
         0.01,
         True,
     )
-    assert cfg.pretrain_steps == 40_000 and cfg.learning_rate == 2e-5
+    # The released schedule, sized for the demo's budget.
+    assert cfg.pretrain_steps == 100 and cfg.learning_rate == 2e-5
+    assert cfg.lr_boundaries == "200" and cfg.pretrain_lr_boundaries == ""
     assert (
         gen.filters == 12 and gen.use_batch_norm and gen.tail_kernel_size == 8
     )
+    assert gen.batch_norm_mode == "inference"
+    assert cfg.reweight_gradient and cfg.penalty_norm == "per_column"
     assert (critic.base_filters, critic.use_bias) == (8, False)
     assert cfg.steps == configs.FSR_TRAIN_PRESETS["demo"].steps
+
+
+@pytest.mark.parametrize(
+    "preset, pretrain, boundaries",
+    [
+        ("paper", 40_000, "20000,100000,200000"),
+        ("demo", 100, "200"),
+        ("fer2013", 300, "1600"),
+    ],
+)
+def test_released_schedule_per_preset(preset, pretrain, boundaries):
+    _, _, cfg = configs.stage2_configs(preset, "released")
+    assert cfg.pretrain_steps == pretrain and cfg.lr_boundaries == boundaries
+    assert cfg.learning_rate == 2e-5  # the recipe's rate on every preset
+    assert fsr_loop.validate_config(cfg)
+    _, _, paper = configs.stage2_configs(preset, "paper")
+    assert paper == configs.FSR_TRAIN_PRESETS[preset]

@@ -82,7 +82,12 @@ def define_flags():
 
 def resolve_configs(preset, recipe, flag_values=FLAGS):
     """(generator, critic, training) configs from preset, recipe and flags."""
-    gen, critic, cfg = configs.stage2_configs(preset, recipe)
+    return apply_flags(*configs.stage2_configs(preset, recipe), flag_values)
+
+
+def apply_flags(gen, critic, cfg, flag_values=FLAGS):
+    """The three stage-2 configs with --config_file, --params_override (on
+    the training config) and explicitly set flags applied over them."""
     gen = flag_utils.resolve_config(
         gen, _G_FLAGS, flag_values, prefix="g_", use_overrides=False
     )

@@ -214,6 +214,6 @@ def test_end_to_end_on_tiny_run(tool, parse, tiny_run, tmp_path):
 
     with open(params) as f:
         cfg = yaml.safe_load(f)["train"]
-    assert cfg["ce_weight"] == 1.0 and cfg["steps"] == 3
+    assert cfg["ce_weight"] == tool.CE_WEIGHT and cfg["steps"] == 3
     assert os.path.isfile(os.path.join(model_dir, "recipes.png"))
     assert os.path.isfile(os.path.join(model_dir, "recipes.md"))

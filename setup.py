@@ -117,6 +117,8 @@ setuptools.setup(
             "ipykernel",
         ],
         "gpu": [f"tensorflow[and-cuda]>={MIN_TF}"],
+        # Optional face detector for fsr-fer-predict (weights in its wheel).
+        "mtcnn": ["mtcnn"],
     },
     entry_points={
         "console_scripts": [
@@ -125,6 +127,7 @@ setuptools.setup(
             "fsr-fer-train-fsr=fsr_fer_tf.train_fsr:run",
             "fsr-fer-evaluate=fsr_fer_tf.evaluate:run",
             "fsr-fer-demo=fsr_fer_tf.demo:run",
+            "fsr-fer-predict=fsr_fer_tf.predict:run",
         ],
     },
 )

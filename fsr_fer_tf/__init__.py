@@ -24,3 +24,4 @@ if startup.should_quiet():
 from fsr_fer_tf import labels  # noqa: E402,F401  (CLASS_NAMES)
 from fsr_fer_tf import layers  # noqa: E402,F401  (registration)
 from fsr_fer_tf import models  # noqa: E402,F401  (registration)
+from fsr_fer_tf.recognizer import Recognizer  # noqa: E402,F401

@@ -51,15 +51,21 @@ def require(condition, message, error=ConfigError):
         raise error(message)
 
 
-def cli_main(main):
+def cli_main(main=None, *, positional=False):
     """Wraps an absl `main(argv)` so that a `UserError` ends the program with
     one line on stderr (exit status 2) rather than a traceback. Positional
-    arguments (none of the entry points takes any) are such an error."""
+    arguments are such an error unless `positional` (for entry points that
+    take inputs, as `fsr-fer-predict INPUT...`).
+
+    Use as `@cli_main` or `@cli_main(positional=True)`.
+    """
+    if main is None:
+        return functools.partial(cli_main, positional=positional)
 
     @functools.wraps(main)
     def wrapper(argv):
         try:
-            if len(argv) > 1:
+            if len(argv) > 1 and not positional:
                 raise ConfigError(
                     f"unexpected arguments {' '.join(argv[1:])}; flags look "
                     "like --name=value."

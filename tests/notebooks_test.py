@@ -20,7 +20,12 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK_DIR = os.path.join(REPO, "notebooks")
-NOTEBOOKS = ("01_data_and_lr_synthesis", "02_training", "03_results")
+NOTEBOOKS = (
+    "01_data_and_lr_synthesis",
+    "02_training",
+    "03_results",
+    "04_predict",
+)
 CELL_TIMEOUT_S = 300
 # What each notebook must show on the tiny run: PNG images, and text that
 # must appear in its outputs (stdout or Markdown).
@@ -52,6 +57,15 @@ EXPECTED = {
             "mean ||F_lr - F_hr||",
             "mean ||F_sr - F_hr||",
             "mean change of p(true)",
+        ),
+    ),
+    "04_predict": dict(
+        images=1,
+        texts=(
+            "FER-2013 val faces",
+            "| true side (px) | found |",
+            "detector found",
+            "fsr:",
         ),
     ),
 }

@@ -334,3 +334,26 @@ def test_command_line(bundle, inputs, tmp_path):
         base, capture_output=True, text=True, timeout=300, env=env
     )
     assert result.returncode == 2 and "no INPUT given" in result.stderr
+
+
+@pytest.mark.slow
+def test_bench_predict_runs(bundle):
+    tool = os.path.join(HERE, "..", "tools", "bench_predict.py")
+    result = subprocess.run(
+        [
+            sys.executable,
+            tool,
+            f"--model_dir={bundle}",
+            "--faces=8",
+            "--group_faces=6",
+            "--repeats=1",
+            f"--faces_dir={FER2013_VAL}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "FSR / direct cost:" in out and "images/s" in out
+    assert "of the 6 true ones" in out

@@ -1,0 +1,161 @@
+r"""Writes a recognizer model directory (what checkpoints/fer2013 ships).
+
+    python tools/export_models.py \
+        --fer_model=checkpoints/runs/fer_hr/final.keras \
+        --generator=checkpoints/ablation_recipes/ms_ce/generator.keras \
+        --fsr_backbone=checkpoints/runs/fer_ms/final.keras \
+        --threshold=4 --out_dir=checkpoints/fer2013
+
+Copies, into `--out_dir`:
+
+- fer.keras: the stage-1 CovPoolFER of the HR route;
+- fer_fsr.keras: the CovPoolFER whose features G super-resolves, when it
+  is not fer.keras (e.g. one trained on LR faces too);
+- generator.keras: the stage-2 generator G;
+- fsr_fer.keras: raw 100x100 pixels in, logits out, through G (the FSR
+  route as one model, `models.fsr_fer.build_fsr_fer`);
+- recognizer.json: the files and the routing threshold, for
+  `fsr_fer_tf.Recognizer.from_dir` and `fsr-fer-predict`.
+
+Stage-1 models get `--preset` and the face colour of their training data
+in their metadata when they have none (exports older than the metadata
+field); nothing else about the models is changed. The model card
+(MODEL_CARD.md) is written by hand beside them, with the commands and the
+validation table that produced them.
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+
+FER_MODEL = flags.DEFINE_string(
+    "fer_model", None, "Stage-1 CovPoolFER of the HR route (.keras)."
+)
+GENERATOR = flags.DEFINE_string("generator", None, "Stage-2 generator.")
+FSR_BACKBONE = flags.DEFINE_string(
+    "fsr_backbone",
+    None,
+    "The CovPoolFER G was trained on, if not --fer_model.",
+)
+THRESHOLD = flags.DEFINE_float(
+    "threshold",
+    None,
+    "Faces of effective scale >= this take the FSR route (choose it on "
+    "val: tools/ablation_recipes.py's routed rows).",
+)
+TRAINED_SCALES = flags.DEFINE_list(
+    "trained_scales",
+    ["2", "3", "4", "5", "6", "7", "8"],
+    "Scales G was trained on.",
+)
+PRESET = flags.DEFINE_string(
+    "preset", "fer2013", "Preset recorded in stage-1 models without one."
+)
+COLOUR = flags.DEFINE_enum(
+    "colour",
+    "grey",
+    ["grey", "rgb"],
+    "Face colour recorded in stage-1 models without one (FER-2013: grey).",
+)
+OUT_DIR = flags.DEFINE_string(
+    "out_dir", "checkpoints/fer2013", "The model directory to write."
+)
+
+
+def with_metadata(model, preset, colour):
+    """`model` with preset and colour in its metadata where it had none."""
+    meta = dict(getattr(model, "metadata", None) or {})
+    if meta.get("preset") is None:
+        meta["preset"] = preset
+    meta.setdefault("colour", colour)
+    model.metadata = meta
+    return model
+
+
+def export(
+    fer_model,
+    generator,
+    out_dir,
+    threshold,
+    fsr_backbone=None,
+    trained_scales=(2, 3, 4, 5, 6, 7, 8),
+    preset="fer2013",
+    colour="grey",
+):
+    """Writes the model directory; returns recognizer.json's dict."""
+    import fsr_fer_tf  # noqa: F401  (registers the custom layers)
+    from fsr_fer_tf import errors
+    from fsr_fer_tf import eval_lib
+    from fsr_fer_tf.models import fsr_fer
+    from fsr_fer_tf.train import fsr_loop
+
+    errors.require(threshold and threshold > 0, "--threshold must be > 0.")
+    fer = with_metadata(fsr_loop.load_fer_model(fer_model), preset, colour)
+    backbone = fer
+    if fsr_backbone and os.path.abspath(fsr_backbone) != os.path.abspath(
+        fer_model
+    ):
+        backbone = with_metadata(
+            fsr_loop.load_fer_model(fsr_backbone), preset, colour
+        )
+    g = eval_lib.load_generator(generator, fsr_loop.feature_size(backbone))
+    os.makedirs(out_dir, exist_ok=True)
+    spec = {
+        "fer_model": "fer.keras",
+        "generator": "generator.keras",
+        "fsr_backbone": "fer.keras" if backbone is fer else "fer_fsr.keras",
+        "fsr_fer": "fsr_fer.keras",
+        "threshold": float(threshold),
+        "trained_scales": [int(s) for s in trained_scales],
+        "input_size": int(fer.input_shape[1]),
+        "colour": fer.metadata["colour"],
+        "class_names": list(fsr_fer_tf.labels.CLASS_NAMES),
+    }
+    fer.save(os.path.join(out_dir, "fer.keras"))
+    if backbone is not fer:
+        backbone.save(os.path.join(out_dir, "fer_fsr.keras"))
+    g.save(os.path.join(out_dir, "generator.keras"))
+    combined = fsr_fer.build_fsr_fer(backbone, g)
+    combined.save(os.path.join(out_dir, "fsr_fer.keras"))
+    with open(os.path.join(out_dir, "recognizer.json"), "w") as f:
+        json.dump(spec, f, indent=2)
+        f.write("\n")
+    return spec
+
+
+def main(argv):
+    from fsr_fer_tf import errors
+
+    del argv
+    errors.require(bool(FER_MODEL.value), "--fer_model is required.")
+    errors.require(bool(GENERATOR.value), "--generator is required.")
+    spec = export(
+        FER_MODEL.value,
+        GENERATOR.value,
+        OUT_DIR.value,
+        THRESHOLD.value,
+        FSR_BACKBONE.value,
+        [int(s) for s in TRAINED_SCALES.value],
+        PRESET.value,
+        COLOUR.value,
+    )
+    sizes = {
+        name: os.path.getsize(os.path.join(OUT_DIR.value, name))
+        for name in sorted(os.listdir(OUT_DIR.value))
+        if name.endswith(".keras")
+    }
+    for name, size in sizes.items():
+        print(f"{os.path.join(OUT_DIR.value, name)}  {size / 1e6:.1f} MB")
+    print(f"total {sum(sizes.values()) / 1e6:.1f} MB; recognizer.json: {spec}")
+
+
+def run():
+    from fsr_fer_tf import errors
+
+    app.run(errors.cli_main(main))
+
+
+if __name__ == "__main__":
+    run()

@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 
 from fsr_fer_tf import startup  # noqa: E402
 
+if startup.onednn_default():
+    # oneDNN's CPU kernels: 1.4x-3.5x faster steps here (see startup.py).
+    startup.os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
 if startup.should_quiet():
     # TensorFlow's start-up notices would bury an entry point's one
     # `error:` line (see startup.py). Set TF_CPP_MIN_LOG_LEVEL yourself to

@@ -4,6 +4,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Before any test module imports TensorFlow: the package's start-up choices
+# (oneDNN on x86-64, quiet notices) then hold for the whole test process,
+# as they do for a user's `import fsr_fer_tf`.
+import fsr_fer_tf  # noqa: E402,F401
 import pytest  # noqa: E402
 
 

@@ -53,6 +53,36 @@ def test_should_quiet():
     assert not startup.should_quiet({}, {"tensorflow": object()})
 
 
+def test_onednn_default():
+    assert startup.onednn_default({}, {}, "x86_64")
+    assert startup.onednn_default({}, {}, "AMD64")
+    assert not startup.onednn_default({}, {}, "aarch64")
+    assert not startup.onednn_default(
+        {"TF_ENABLE_ONEDNN_OPTS": "0"}, {}, "x86_64"
+    )
+    assert not startup.onednn_default({}, {"tensorflow": 1}, "x86_64")
+
+
+def test_import_turns_onednn_on_unless_the_user_chose():
+    code = (
+        "import os, fsr_fer_tf; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))"
+    )
+    import platform
+
+    expected = (
+        "1" if platform.machine().lower() in ("x86_64", "amd64") else "None"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        timeout=120, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+    result = _import_in_subprocess(code, TF_ENABLE_ONEDNN_OPTS="0")
+    assert result.stdout.strip() == "0"
+
+
 def _import_in_subprocess(code, **env_changes):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["TF_ENABLE_ONEDNN_OPTS"] = "1"  # the notice, on any x86 CPU

@@ -14,7 +14,11 @@ ENTRY_POINTS = [
     ["-m", "fsr_fer_tf.evaluate"],
     ["-m", "fsr_fer_tf.demo"],
     ["-m", "fsr_fer_tf.data.inspect"],
+    ["-m", "fsr_fer_tf.predict"],
     ["tools/ablation_reweight.py"],
+    ["tools/ablation_recipes.py"],
+    ["tools/export_models.py"],
+    ["tools/bench_predict.py"],
     ["tools/make_synthetic_faces.py"],
     ["tools/bench_fer_step.py"],
 ]

@@ -149,10 +149,8 @@ def run_preset(preset):
     rows.append(("G forward (baseline)", base))
     rows.append(("SPD(CNN(I)) one batch", timed(extract, hr)))
 
-    results = {}
-    n_critics = [int(v) for v in N_CRITIC.value]
-    for n in n_critics:
-        steps = FSRSteps(
+    def make_steps(n, remapper):
+        return FSRSteps(
             generator,
             critic,
             features,
@@ -161,8 +159,13 @@ def run_preset(preset):
             n_critic=n,
             jit_compile=JIT.value,
             seed=SEED.value,
-            remapper=True,  # off below, for the comparison
+            remapper=remapper,
         )
+
+    results = {}
+    n_critics = [int(v) for v in N_CRITIC.value]
+    for n in n_critics:
+        steps = make_steps(n, remapper=True)  # off below, for the comparison
         if n == n_critics[0]:
             rows.append(("pretrain_step", timed(steps.pretrain_step, hr, lr)))
         start = time.perf_counter()
@@ -178,16 +181,7 @@ def run_preset(preset):
     if REMAPPING.value:
         # As train_fsr runs it: a fresh FSRSteps turns the remapper off
         # (for the rest of the process) and traces again.
-        steps = FSRSteps(
-            generator,
-            critic,
-            features,
-            spd,
-            head,
-            n_critic=n_critics[0],
-            jit_compile=JIT.value,
-            seed=SEED.value,
-        )
+        steps = make_steps(n_critics[0], remapper=False)
         remapper = timed(steps.train_step, hr, lr, labels)
         rows.append(("  same, remapper off", remapper))
 

@@ -24,44 +24,49 @@ field); nothing else about the models is changed. The model card
 validation table that produced them.
 """
 
+import functools
 import json
 import os
 
 from absl import app
 from absl import flags
 
-FER_MODEL = flags.DEFINE_string(
-    "fer_model", None, "Stage-1 CovPoolFER of the HR route (.keras)."
-)
-GENERATOR = flags.DEFINE_string("generator", None, "Stage-2 generator.")
-FSR_BACKBONE = flags.DEFINE_string(
-    "fsr_backbone",
-    None,
-    "The CovPoolFER G was trained on, if not --fer_model.",
-)
-THRESHOLD = flags.DEFINE_float(
-    "threshold",
-    None,
-    "Faces of effective scale >= this take the FSR route (choose it on "
-    "val: tools/ablation_recipes.py's routed rows).",
-)
-TRAINED_SCALES = flags.DEFINE_list(
-    "trained_scales",
-    ["2", "3", "4", "5", "6", "7", "8"],
-    "Scales G was trained on.",
-)
-PRESET = flags.DEFINE_string(
-    "preset", "fer2013", "Preset recorded in stage-1 models without one."
-)
-COLOUR = flags.DEFINE_enum(
-    "colour",
-    "grey",
-    ["grey", "rgb"],
-    "Face colour recorded in stage-1 models without one (FER-2013: grey).",
-)
-OUT_DIR = flags.DEFINE_string(
-    "out_dir", "checkpoints/fer2013", "The model directory to write."
-)
+
+@functools.cache
+def define_flags():
+    """Defines the flags (by `run`; importing this file defines none)."""
+    flags.DEFINE_string(
+        "fer_model", None, "Stage-1 CovPoolFER of the HR route (.keras)."
+    )
+    flags.DEFINE_string("generator", None, "Stage-2 generator.")
+    flags.DEFINE_string(
+        "fsr_backbone",
+        None,
+        "The CovPoolFER G was trained on, if not --fer_model.",
+    )
+    flags.DEFINE_float(
+        "threshold",
+        None,
+        "Faces of effective scale >= this take the FSR route (choose it on "
+        "val: tools/ablation_recipes.py's routed rows).",
+    )
+    flags.DEFINE_list(
+        "trained_scales",
+        ["2", "3", "4", "5", "6", "7", "8"],
+        "Scales G was trained on.",
+    )
+    flags.DEFINE_string(
+        "preset", "fer2013", "Preset recorded in stage-1 models without one."
+    )
+    flags.DEFINE_enum(
+        "colour",
+        "grey",
+        ["grey", "rgb"],
+        "Face colour recorded in stage-1 models without one (FER-2013: grey).",
+    )
+    flags.DEFINE_string(
+        "out_dir", "checkpoints/fer2013", "The model directory to write."
+    )
 
 
 def with_metadata(model, preset, colour):
@@ -128,32 +133,34 @@ def export(
 def main(argv):
     from fsr_fer_tf import errors
 
+    FLAGS = flags.FLAGS
     del argv
-    errors.require(bool(FER_MODEL.value), "--fer_model is required.")
-    errors.require(bool(GENERATOR.value), "--generator is required.")
+    errors.require(bool(FLAGS.fer_model), "--fer_model is required.")
+    errors.require(bool(FLAGS.generator), "--generator is required.")
     spec = export(
-        FER_MODEL.value,
-        GENERATOR.value,
-        OUT_DIR.value,
-        THRESHOLD.value,
-        FSR_BACKBONE.value,
-        [int(s) for s in TRAINED_SCALES.value],
-        PRESET.value,
-        COLOUR.value,
+        FLAGS.fer_model,
+        FLAGS.generator,
+        FLAGS.out_dir,
+        FLAGS.threshold,
+        FLAGS.fsr_backbone,
+        [int(s) for s in FLAGS.trained_scales],
+        FLAGS.preset,
+        FLAGS.colour,
     )
     sizes = {
-        name: os.path.getsize(os.path.join(OUT_DIR.value, name))
-        for name in sorted(os.listdir(OUT_DIR.value))
+        name: os.path.getsize(os.path.join(FLAGS.out_dir, name))
+        for name in sorted(os.listdir(FLAGS.out_dir))
         if name.endswith(".keras")
     }
     for name, size in sizes.items():
-        print(f"{os.path.join(OUT_DIR.value, name)}  {size / 1e6:.1f} MB")
+        print(f"{os.path.join(FLAGS.out_dir, name)}  {size / 1e6:.1f} MB")
     print(f"total {sum(sizes.values()) / 1e6:.1f} MB; recognizer.json: {spec}")
 
 
 def run():
     from fsr_fer_tf import errors
 
+    define_flags()
     app.run(errors.cli_main(main))
 
 

@@ -1,6 +1,5 @@
 """Tests of tools/ablation_recipes.py (stage-2 recipes on the same faces)."""
 
-import importlib.util
 import json
 import os
 
@@ -11,17 +10,12 @@ from absl import flags
 from fsr_fer_tf import configs
 from fsr_fer_tf import errors
 
-REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
-TOOL = os.path.join(REPO, "tools", "ablation_recipes.py")
 KEYS = [f"x{s}" for s in range(1, 9)]
 
 
 @pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("ablation_recipes", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool(load_tool):
+    return load_tool("ablation_recipes")
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """Tests of tools/ablation_reweight.py (the paper's Table 2 ablation)."""
 
-import importlib.util
 import json
 import math
 import os
@@ -37,11 +36,8 @@ TINY_FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("ablation_reweight", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool(load_tool):
+    return load_tool("ablation_reweight")
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """Tests of tools/export_models.py (the shipped model directory)."""
 
-import importlib.util
 import json
 import os
 
@@ -12,16 +11,10 @@ from fsr_fer_tf import errors
 from fsr_fer_tf import recognizer as recognizer_lib
 from fsr_fer_tf.models import covpool
 
-REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
-TOOL = os.path.join(REPO, "tools", "export_models.py")
-
 
 @pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("export_models", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool(load_tool):
+    return load_tool("export_models")
 
 
 def test_export_writes_a_recognizer_directory(tool, tiny_run, tmp_path):

@@ -64,6 +64,12 @@ class CovPoolFERConfig:
         batchnorm_momentum: moving-average decay of batch-norm (released 0.995).
         batchnorm_epsilon: batch-norm epsilon (released 1e-3).
         dropout: dropout rate before each head FC (released code: none).
+        stem_stride: stride of the first conv (released code: 1).
+        pool_after: 1-based indices of the convs followed by 2x2
+            max-pooling (released code: 1, 2, 4).
+        fused_spd: ReEig and LogEig as one layer with one eigen-
+            decomposition (`layers.spd.ReEigLogEig`: the same values and
+            gradients, one `eigh` fewer); the paper's two layers otherwise.
     """
 
     image_size: int = 100
@@ -79,6 +85,7 @@ class CovPoolFERConfig:
     dropout: float = 0.0
     stem_stride: int = 1
     pool_after: tuple = (1, 2, 4)
+    fused_spd: bool = False
 
 
 # `paper`: the released CovPoolFER sizes (256x256 covariance -> 128x128).

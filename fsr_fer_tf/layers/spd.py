@@ -217,6 +217,52 @@ def spd_log(x):
     )
 
 
+def spd_log_rectified(x, epsilon=1e-4, max_value=REEIG_MAX_VALUE):
+    """LogEig(ReEig(X)) with one eigen-decomposition: U log(clip(Λ)) Uᵀ.
+
+    ReEig's output U clip(Λ) Uᵀ has the eigenvectors of X, so LogEig's
+    second `eigh` recomputes what the first gave. One `eig_function` with
+    f = log ∘ clip is exact, values and gradients: its Loewner matrix is
+    the product of the two layers' (the divided difference of a composition
+    is the product of the divided differences), computed as such, so the
+    log part keeps `log_divided_difference`'s precision and a pair clamped
+    to the same bound gets 0.
+    """
+    dtype = tf.as_dtype(x.dtype) if hasattr(x, "dtype") else tf.float32
+    rtol = default_gap_rtol(dtype)
+
+    def clip(lam):
+        return tf.clip_by_value(lam, epsilon, max_value)
+
+    def f(lam):
+        return tf.math.log(clip(lam))
+
+    def df(lam):
+        inside = tf.logical_and(lam >= epsilon, lam <= max_value)
+        return tf.where(
+            inside, tf.math.reciprocal(clip(lam)), tf.zeros_like(lam)
+        )
+
+    def divided_difference(lam_i, lam_j, safe_gap):
+        c_i, c_j = clip(lam_i), clip(lam_j)
+        clip_dd = (c_i - c_j) / safe_gap  # ReEig's K_ij (0 on a shared bound)
+        c_gap = c_i - c_j
+        # The log's divided difference at the clipped values; where they
+        # coincide, its limit 1 / c (multiplied by clip_dd = 0 or used only
+        # where the pair is not repeated in λ, see loewner_matrix).
+        same = tf.abs(c_gap) <= rtol * tf.maximum(c_i, c_j)
+        log_dd = tf.where(
+            same,
+            tf.math.reciprocal(c_i),
+            log_divided_difference(
+                c_i, c_j, tf.where(same, tf.ones_like(c_gap), c_gap)
+            ),
+        )
+        return clip_dd * log_dd
+
+    return eig_function(x, f, df, divided_difference)
+
+
 def _float_island_dtype(kwargs):
     """Defaults `dtype` to float32 so the layer ignores mixed_float16."""
     if kwargs.get("dtype") is None:
@@ -430,3 +476,50 @@ class LogEig(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
+
+
+@keras.saving.register_keras_serializable(package="fsr_fer")
+class ReEigLogEig(keras.layers.Layer):
+    """LogEig(ReEig(S)) in one eigen-decomposition: U log(clip(Λ)) Uᵀ.
+
+    The same values and gradients as `ReEig` followed by `LogEig` (tested on
+    degenerate inputs), with one `eigh` instead of two
+    (`spd_log_rectified`). CovPoolFER uses it with `fused_spd=True`; the two
+    layers stay the default, the paper's structure.
+
+    Args:
+        epsilon: ReEig's eigenvalue floor.
+        max_value: ReEig's eigenvalue ceiling.
+        **kwargs: base layer arguments; `dtype` defaults to "float32".
+
+    Example:
+    >>> s = tf.linalg.diag(tf.constant([[-1.0, 0.5, 2.0]]))
+    >>> y = ReEigLogEig(epsilon=0.1)(s)
+    >>> [round(v, 4) for v in tf.linalg.diag_part(y)[0].numpy().tolist()]
+    [-2.3026, -0.6931, 0.6931]
+    """
+
+    def __init__(self, epsilon=1e-4, max_value=REEIG_MAX_VALUE, **kwargs):
+        super().__init__(**_float_island_dtype(kwargs))
+        _check_float_island(self)
+        if not 0 < epsilon < max_value:
+            raise ValueError(
+                "ReEigLogEig needs 0 < epsilon < max_value, got "
+                f"epsilon={epsilon}, max_value={max_value}."
+            )
+        self.epsilon = float(epsilon)
+        self.max_value = float(max_value)
+
+    def build(self, input_shape):
+        _check_square(self, input_shape)
+
+    def call(self, inputs):
+        return spd_log_rectified(inputs, self.epsilon, self.max_value)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"epsilon": self.epsilon, "max_value": self.max_value})
+        return config

@@ -63,6 +63,7 @@ from fsr_fer_tf.layers.covpool import PerImageStandardization
 from fsr_fer_tf.layers.spd import BiMap
 from fsr_fer_tf.layers.spd import LogEig
 from fsr_fer_tf.layers.spd import ReEig
+from fsr_fer_tf.layers.spd import ReEigLogEig
 
 PART_NAMES = ("features", "spd", "head")
 
@@ -116,16 +117,28 @@ def build_features(
 
 
 def build_spd(
-    map_size, channels, bimap_dim, cov_epsilon, reeig_epsilon, spd_dtype
+    map_size,
+    channels,
+    bimap_dim,
+    cov_epsilon,
+    reeig_epsilon,
+    spd_dtype,
+    fused=False,
 ):
-    """SPD(): conv map [B, h, w, c] -> LogEig feature [B, d, d] (eq. 1-2)."""
+    """SPD(): conv map [B, h, w, c] -> LogEig feature [B, d, d] (eq. 1-2).
+
+    With `fused`, ReEig and LogEig are one `ReEigLogEig` layer (one eigh).
+    """
     conv_map = keras.Input((map_size, map_size, channels), name="conv_map")
     x = CovariancePooling(cov_epsilon, dtype=spd_dtype, name="cov_pool")(
         conv_map
     )  # (B, c, c)
     x = BiMap(bimap_dim, dtype=spd_dtype, name="bimap")(x)  # (B, d, d)
-    x = ReEig(reeig_epsilon, dtype=spd_dtype, name="reeig")(x)
-    x = LogEig(dtype=spd_dtype, name="logeig")(x)
+    if fused:
+        x = ReEigLogEig(reeig_epsilon, dtype=spd_dtype, name="reeig_logeig")(x)
+    else:
+        x = ReEig(reeig_epsilon, dtype=spd_dtype, name="reeig")(x)
+        x = LogEig(dtype=spd_dtype, name="logeig")(x)
     return keras.Model(conv_map, x, name="spd")
 
 
@@ -198,6 +211,7 @@ class CovPoolFER(keras.Model):
         dropout: dropout rate before each head FC.
         stem_stride: stride of the first conv (1 in the released code).
         pool_after: 1-based conv indices followed by 2x2 max-pooling.
+        fused_spd: ReEig and LogEig as one layer (one eigh).
         metadata: a JSON-serialisable dict of facts about how the model
             was trained (preset, data, colour of its faces, scales), kept
             in its `.keras` file; `train_fer` fills it. Not used in `call`.
@@ -226,6 +240,7 @@ class CovPoolFER(keras.Model):
         dropout=0.0,
         stem_stride=1,
         pool_after=(1, 2, 4),
+        fused_spd=False,
         metadata=None,
         **kwargs,
     ):
@@ -267,6 +282,7 @@ class CovPoolFER(keras.Model):
             cov_epsilon,
             reeig_epsilon,
             spd_dtype,
+            fused_spd,
         )
         head = build_head(
             bimap_dim,
@@ -296,6 +312,7 @@ class CovPoolFER(keras.Model):
         self.dropout = float(dropout)
         self.stem_stride = int(stem_stride)
         self.pool_after = pool_after
+        self.fused_spd = bool(fused_spd)
         self.metadata = dict(metadata or {})
 
     def get_config(self):
@@ -315,6 +332,7 @@ class CovPoolFER(keras.Model):
             "dropout": self.dropout,
             "stem_stride": self.stem_stride,
             "pool_after": list(self.pool_after),
+            "fused_spd": self.fused_spd,
             "metadata": dict(self.metadata),
         }
 

@@ -17,6 +17,7 @@ from fsr_fer_tf.layers.covpool import CovariancePooling
 from fsr_fer_tf.layers.spd import BiMap
 from fsr_fer_tf.layers.spd import LogEig
 from fsr_fer_tf.layers.spd import ReEig
+from fsr_fer_tf.layers.spd import ReEigLogEig
 from fsr_fer_tf.layers.spd import StiefelConstraint
 
 D = 5
@@ -252,6 +253,45 @@ def test_reeig_then_logeig_on_clamped_matrix(mats):
         np.testing.assert_allclose(got[0], want, atol=rtol * scale)
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["separated", "clamped", "rank_deficient_cov", "identity", "indefinite"],
+)
+def test_fused_reeig_logeig_equals_the_two_layers(mats, name):
+    """One eigh (ReEigLogEig) against ReEig then LogEig: values and
+    gradients, on repeated, clamped and indefinite spectra; float64 also
+    against the NumPy chain."""
+    s = mats[name] if name != "rank_deficient_cov" else mats[name][:D, :D]
+    g = mats["g"]
+    y2 = np_eig_fn(s, np_clip(1e-4))
+    want_y = np_eig_fn(y2, np.log)
+    dy2 = np_loewner_grad(y2, g, np.log, np_dlog)
+    want_g = np_loewner_grad(s, dy2, np_clip(1e-4), np_dclip(1e-4))
+    for dtype, rtol in (("float64", 1e-8), ("float32", 2e-3)):
+        fused = ReEigLogEig(dtype=dtype)
+        reeig, logeig = ReEig(dtype=dtype), LogEig(dtype=dtype)
+        x = tf.constant(s[None], dtype)
+        y_fused = fused(x).numpy()[0]
+        y_pair = logeig(reeig(x)).numpy()[0]
+        y_scale = np.abs(want_y).max()
+        np.testing.assert_allclose(y_fused, want_y, atol=rtol * y_scale)
+        np.testing.assert_allclose(y_fused, y_pair, atol=rtol * y_scale)
+        got = grad_of(fused, s[None], g[None], dtype)[0]
+        pair = grad_of(lambda v: logeig(reeig(v)), s[None], g[None], dtype)[0]
+        g_scale = np.abs(want_g).max()
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, want_g, atol=rtol * g_scale)
+        np.testing.assert_allclose(got, pair, atol=rtol * g_scale)
+
+
+def test_fused_gradient_matches_finite_differences(mats):
+    s = mats["separated"][None]
+    fused = ReEigLogEig(epsilon=0.5, dtype="float64")  # clamps 0.3
+    theo, num = tf.test.compute_gradient(fused, [tf.constant(s)])
+    scale = np.abs(theo[0]).max()
+    np.testing.assert_allclose(theo[0], num[0], atol=1e-6 * scale)
+
+
 def test_tf_eigh_gradient_is_wrong_where_loewner_is_right():
     """The contrast, with numbers. TF 2.21's eigh gradient uses 1/(λi − λj)
     damped as x / (x² + 1e-20): exactly equal eigenvalues get K_ij = 0 (the
@@ -461,6 +501,7 @@ BATTERY = [
     (BiMap, {"units": 3}),
     (ReEig, {"epsilon": 1e-3, "max_value": 1e3}),
     (LogEig, {}),
+    (ReEigLogEig, {"epsilon": 1e-3, "max_value": 1e3}),
 ]
 
 

@@ -120,6 +120,37 @@ def test_fer2013_sizes_and_round_trip(tmp_path):
     )
 
 
+def test_fused_spd_gives_the_same_model(tmp_path):
+    keras.utils.set_random_seed(4)
+    pair = build_covpoolfer(TINY)
+    fused = build_covpoolfer(dataclasses.replace(TINY, fused_spd=True))
+    fused.set_weights(pair.get_weights())  # the SPD layers add no weights
+    names = [layer.name for layer in covpoolfer_parts(fused)[1].layers]
+    assert names[1:] == ["cov_pool", "bimap", "reeig_logeig"]
+    x = tf.constant(_images(3, 16, seed=5))
+    labels = tf.constant([0, 3, 6])
+
+    def loss_and_grads(model):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=False)
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+            )
+        return logits, tape.gradient(loss, model.trainable_variables)
+
+    logits_a, grads_a = loss_and_grads(pair)
+    logits_b, grads_b = loss_and_grads(fused)
+    np.testing.assert_allclose(logits_b, logits_a, rtol=1e-4, atol=1e-5)
+    for a, b in zip(grads_a, grads_b):
+        scale = max(float(tf.reduce_max(tf.abs(a))), 1e-8)
+        np.testing.assert_allclose(b, a, atol=2e-3 * scale)
+    path = str(tmp_path / "fused.keras")
+    fused.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.get_config()["fused_spd"] is True
+    np.testing.assert_array_equal(loaded(x, training=False), logits_b)
+
+
 def test_keras_file_round_trip(demo, tmp_path):
     x = _images(2, 100, seed=1)
     path = str(tmp_path / "covpoolfer.keras")

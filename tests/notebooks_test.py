@@ -235,7 +235,7 @@ def test_command_line_check_passes_on_the_repository():
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    assert "3 notebook(s) match" in out.stdout
+    assert f"{len(NOTEBOOKS)} notebook(s) match" in out.stdout
 
 
 # --- Execution ---------------------------------------------------------------

@@ -105,8 +105,10 @@ class RRDBGeneratorTest(tf.test.TestCase):
         x = _features(d=9)
         train = g(x, training=True).numpy()
         self.assertAllClose(train, g(x, training=False).numpy(), atol=1e-6)
+        # Batch-size-dependent kernels (oneDNN) reorder float sums by ~1e-6;
+        # batch statistics would move F_sr by > 1e-3 (checked below).
         alone = g(x[:1], training=True).numpy()
-        self.assertAllClose(alone, train[:1], atol=1e-6)
+        self.assertAllClose(alone, train[:1], atol=2e-5)
         for w in g.non_trainable_weights:
             expected = 0.0 if "moving_mean" in w.path else 1.0
             self.assertAllEqual(w.numpy(), np.full(w.shape, expected))

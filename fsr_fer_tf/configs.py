@@ -70,6 +70,8 @@ class CovPoolFERConfig:
         fused_spd: ReEig and LogEig as one layer with one eigen-
             decomposition (`layers.spd.ReEigLogEig`: the same values and
             gradients, one `eigh` fewer); the paper's two layers otherwise.
+        sync_batch_norm: batch-norm statistics over the global batch of all
+            replicas (Keras' `synchronized`); False: each replica's own.
     """
 
     image_size: int = 100
@@ -86,6 +88,7 @@ class CovPoolFERConfig:
     stem_stride: int = 1
     pool_after: tuple = (1, 2, 4)
     fused_spd: bool = False
+    sync_batch_norm: bool = False
 
 
 # `paper`: the released CovPoolFER sizes (256x256 covariance -> 128x128).
@@ -229,6 +232,9 @@ class FERTrainConfig:
         eval_every_epochs: validation (and best.keras) every this many epochs.
         log_every: steps between progress lines and train summaries.
         mixed_precision: run under the mixed_float16 policy.
+        distribution_strategy: "default", "one_device", "mirrored" or
+            "multi_worker_mirrored" (`fsr_fer_tf.distribute`); batch_size
+            is the global batch.
         seed: seed of weights, data order and augmentation.
     """
 
@@ -248,6 +254,7 @@ class FERTrainConfig:
     eval_every_epochs: int = 10
     log_every: int = 50
     mixed_precision: bool = False
+    distribution_strategy: str = "default"
     seed: int = 0
 
 
@@ -326,6 +333,9 @@ class FSRTrainConfig:
         log_every: steps between progress lines and train summaries.
         checkpoint_every: steps between checkpoints.
         mixed_precision: run G and D under the mixed_float16 policy.
+        distribution_strategy: "default", "one_device", "mirrored" or
+            "multi_worker_mirrored" (`fsr_fer_tf.distribute`); batch_size
+            is the global batch.
         jit_compile: XLA-compile the G/D computations (not eigh).
         seed: seed of weights, data order, scales and epsilon draws.
     """
@@ -361,6 +371,7 @@ class FSRTrainConfig:
     log_every: int = 100
     checkpoint_every: int = 1000
     mixed_precision: bool = False
+    distribution_strategy: str = "default"
     jit_compile: bool = False
     seed: int = 0
 

@@ -238,14 +238,17 @@ def trained_scales(model_path):
     return configs.parse_int_list(text, f"'scales' in the run of {model_path}")
 
 
-def make_predict(fer_model, generator=None):
+def make_predict(fer_model, generator=None, strategy=None):
     """fn(batch) -> {"bicubic"[, "fsr"]: logits} for `collect`.
 
     "bicubic" classifies the LR face upsampled by bicubic (the paper's
     "Bicubic" row) and "fsr" is C(G(SPD(CNN(I_lr)))). The LR image is
     batch["lr"] (or batch["lr_noisy"] if there). At scale 1 the LR face is
-    the HR face, so "bicubic" at x1 is CovPoolFER on the HR face.
+    the HR face, so "bicubic" at x1 is CovPoolFER on the HR face. With a
+    `strategy` (models loaded in its scope), each batch is split over its
+    replicas (`distribute.spread`).
     """
+    from fsr_fer_tf import distribute
     import tensorflow as tf
 
     from fsr_fer_tf.models import covpool
@@ -262,6 +265,8 @@ def make_predict(fer_model, generator=None):
             out["fsr"] = head(f_sr, training=False)[1]
         return out
 
+    if strategy is not None:
+        classify = distribute.spread(strategy, classify)
     return lambda batch: classify(batch.get("lr_noisy", batch["lr"]))
 
 
@@ -302,7 +307,13 @@ def noisy_predict(predict, sigma, image_size, seed=0):
 
 
 def fit_svms(
-    fer_model, generator, train_split, fsr_scales, batch_size, limit=0
+    fer_model,
+    generator,
+    train_split,
+    fsr_scales,
+    batch_size,
+    limit=0,
+    strategy=None,
 ):
     """The released code's classifiers: linear SVMs on L2-normalised outputs
     of the training split ("bicubic"/"hr": CovPoolFER on HR faces; "fsr":
@@ -315,7 +326,7 @@ def fit_svms(
         train_split,
         (1,),
         batch_size,
-        make_predict(fer_model),
+        make_predict(fer_model, strategy=strategy),
         limit=limit,
         image_size=size,
     )["bicubic"]["x1"]
@@ -328,7 +339,7 @@ def fit_svms(
             train_split,
             fsr_scales,
             batch_size,
-            make_predict(fer_model, generator),
+            make_predict(fer_model, generator, strategy),
             limit=limit,
             image_size=size,
         )["fsr"]
@@ -358,11 +369,13 @@ def evaluate(
     log_every=0,
     seed=0,
     svms=None,
+    strategy=None,
 ):
     """Every method on the same images at every scale (+ optional noise).
 
     With `svms` (from `fit_svms`), predictions are the SVMs' instead of the
-    argmax of the head's logits.
+    argmax of the head's logits. With a `strategy`, every batch is split
+    over its replicas (`make_predict`).
 
     Returns:
         (summaries, collected, noise): summaries is {"hr": {"x1": ...},
@@ -370,7 +383,7 @@ def evaluate(
         dicts; collected holds the raw labels/logits/index per method and
         scale; noise is {"sigma=<s>": {method: {scale key: summary}}}.
     """
-    predict = make_predict(fer_model, generator)
+    predict = make_predict(fer_model, generator, strategy)
     image_size = input_size(fer_model)
     collected = collect(
         split,
@@ -386,7 +399,7 @@ def evaluate(
     if 1 in scales:
         collected["hr"] = {"x1": dict(collected["bicubic"]["x1"])}
     else:
-        hr_only = make_predict(fer_model)
+        hr_only = make_predict(fer_model, strategy=strategy)
         collected["hr"] = collect(
             split,
             (1,),

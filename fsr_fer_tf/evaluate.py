@@ -10,6 +10,7 @@ Writes results.json, table1.md, table1.csv, accuracy_vs_scale.png,
 confusion_x{s}.png and examples.png in --out_dir.
 """
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -63,6 +64,13 @@ def define_flags():
         "--fsr_model, else beside --fer_model).",
     )
     flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.")
+    flags.DEFINE_enum(
+        "distribution_strategy",
+        "default",
+        ["default", "one_device", "mirrored"],
+        "Split each evaluation batch over the replicas of this tf.distribute "
+        "strategy (fsr_fer_tf.distribute); 'default': one device.",
+    )
     flags.DEFINE_integer(
         "limit",
         0,
@@ -240,6 +248,7 @@ def evaluate_run(
     figures=True,
     classifier="argmax",
     svm_train_limit=0,
+    strategy=None,
 ):
     """Evaluates and writes the report; returns the results dict.
 
@@ -260,6 +269,8 @@ def evaluate_run(
         classifier: "argmax" or "svm" (see `svm.py`).
         svm_train_limit: with "svm", fit on a stratified subset of N
             training images.
+        strategy: a `tf.distribute.Strategy` whose replicas share each
+            batch (`mirrored` or `one_device`; None: one device).
     """
     from fsr_fer_tf import eval_lib
     from fsr_fer_tf import labels as labels_lib
@@ -280,7 +291,12 @@ def evaluate_run(
         f"--classifier must be argmax or svm, got {classifier}.",
     )
     _check_out_dir(out_dir)
-    fer_model = fsr_loop.load_fer_model(fer_model_path)
+
+    def scope():  # a strategy's scope is entered once per object
+        return strategy.scope() if strategy else contextlib.nullcontext()
+
+    with scope():
+        fer_model = fsr_loop.load_fer_model(fer_model_path)
     num_classes = int(fer_model.output_shape[-1])
     if num_classes != labels_lib.NUM_CLASSES:
         raise errors.ConfigError(
@@ -291,9 +307,10 @@ def evaluate_run(
         )
     generator = None
     if fsr_model_path:
-        generator = eval_lib.load_generator(
-            fsr_model_path, fsr_loop.feature_size(fer_model)
-        )
+        with scope():
+            generator = eval_lib.load_generator(
+                fsr_model_path, fsr_loop.feature_size(fer_model)
+            )
         trained = eval_lib.trained_scales(fsr_model_path)
         untrained = [
             s
@@ -333,6 +350,7 @@ def evaluate_run(
             fsr_scales,
             batch_size,
             svm_train_limit,
+            strategy,
         )
     summaries, collected, noise = eval_lib.evaluate(
         fer_model,
@@ -344,6 +362,7 @@ def evaluate_run(
         limit=limit,
         log_every=max(1, 640 // batch_size),
         svms=svms,
+        strategy=strategy,
     )
     results = {
         "dataset": {
@@ -426,6 +445,9 @@ def print_table(results, file=sys.stdout):
 @errors.cli_main
 def main(argv):
     del argv  # cli_main refuses positional arguments
+    from fsr_fer_tf import distribute
+
+    strategy = distribute.make_strategy(FLAGS.distribution_strategy)
     if not FLAGS.fer_model:
         raise errors.ConfigError(
             "--fer_model is required (train_fer's MODEL_DIR/final.keras)."
@@ -449,6 +471,7 @@ def main(argv):
         n_examples=FLAGS.examples,
         classifier=FLAGS.classifier,
         svm_train_limit=FLAGS.svm_train_limit,
+        strategy=strategy,
     )
     print_table(results)
     print(f"report: {out_dir}")

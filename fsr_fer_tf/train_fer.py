@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 
 from fsr_fer_tf import configs
+from fsr_fer_tf import distribute
 from fsr_fer_tf import errors
 from fsr_fer_tf import flag_utils
 from fsr_fer_tf.data import flags as data_flags
@@ -63,6 +64,9 @@ def main(argv):
         configs.FER_TRAIN_PRESETS[FLAGS.preset], _TRAIN_FLAGS
     )
     data_config = data_flags.data_config_from_flags(FLAGS)
+    # First: multi-worker mirrored sets up its collectives before any
+    # other TensorFlow work (the data loader runs some).
+    strategy = distribute.make_strategy(cfg.distribution_strategy)
     result = fer_loop.train_fer(
         model_config,
         cfg,
@@ -70,6 +74,7 @@ def main(argv):
         FLAGS.model_dir,
         FLAGS.resume,
         preset=FLAGS.preset,
+        strategy=strategy,
     )
     print(f"final model: {result['final']}")
     print(f"best model:  {result['best']}")

@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 
 from fsr_fer_tf import configs
+from fsr_fer_tf import distribute
 from fsr_fer_tf import errors
 from fsr_fer_tf import flag_utils
 from fsr_fer_tf.data import flags as data_flags
@@ -105,6 +106,9 @@ def main(argv):
 
     gen, critic, cfg = resolve_configs(FLAGS.preset, FLAGS.recipe)
     data_config = data_flags.data_config_from_flags(FLAGS)
+    # First: multi-worker mirrored sets up its collectives before any
+    # other TensorFlow work (the data loader runs some).
+    strategy = distribute.make_strategy(cfg.distribution_strategy)
     result = fsr_loop.train_fsr(
         FLAGS.fer_model,
         gen,
@@ -114,6 +118,7 @@ def main(argv):
         FLAGS.model_dir,
         FLAGS.resume,
         preset=FLAGS.preset,
+        strategy=strategy,
     )
     print(f"generator: {result['generator']}")
     print(f"FSR-FER inference model: {result['fsr_fer']}")

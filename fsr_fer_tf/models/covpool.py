@@ -89,6 +89,7 @@ def build_features(
     batchnorm_epsilon,
     stem_stride=1,
     pool_after=(1, 2, 4),
+    sync_batch_norm=False,
 ):
     """The trunk F(): raw image [B, S, S, 3] -> conv map [B, h, h, c]."""
     image = keras.Input((image_size, image_size, 3), name="image")
@@ -109,6 +110,7 @@ def build_features(
             epsilon=batchnorm_epsilon,
             scale=False,
             name=f"conv_{i}_bn",
+            synchronized=sync_batch_norm,
         )(x)
         x = keras.layers.ReLU(name=f"conv_{i}_relu")(x)
         if i in pool_after:
@@ -149,6 +151,7 @@ def build_head(
     batchnorm_momentum,
     batchnorm_epsilon,
     dropout,
+    sync_batch_norm=False,
 ):
     """C(): LogEig feature [B, d, d] -> (embedding [B, 128], logits)."""
     feature = keras.Input((bimap_dim, bimap_dim), name="spd_feature")
@@ -168,6 +171,7 @@ def build_head(
             epsilon=batchnorm_epsilon,
             scale=False,
             name=f"{name}_bn",
+            synchronized=sync_batch_norm,
             **bn_kwargs,
         )(x)
 
@@ -212,6 +216,7 @@ class CovPoolFER(keras.Model):
         stem_stride: stride of the first conv (1 in the released code).
         pool_after: 1-based conv indices followed by 2x2 max-pooling.
         fused_spd: ReEig and LogEig as one layer (one eigh).
+        sync_batch_norm: batch-norm statistics over all replicas' batches.
         metadata: a JSON-serialisable dict of facts about how the model
             was trained (preset, data, colour of its faces, scales), kept
             in its `.keras` file; `train_fer` fills it. Not used in `call`.
@@ -241,6 +246,7 @@ class CovPoolFER(keras.Model):
         stem_stride=1,
         pool_after=(1, 2, 4),
         fused_spd=False,
+        sync_batch_norm=False,
         metadata=None,
         **kwargs,
     ):
@@ -274,6 +280,7 @@ class CovPoolFER(keras.Model):
             batchnorm_epsilon,
             stem_stride,
             pool_after,
+            sync_batch_norm,
         )
         spd = build_spd(
             map_size,
@@ -291,6 +298,7 @@ class CovPoolFER(keras.Model):
             batchnorm_momentum,
             batchnorm_epsilon,
             dropout,
+            sync_batch_norm,
         )
 
         # === Functional Model ===
@@ -313,6 +321,7 @@ class CovPoolFER(keras.Model):
         self.stem_stride = int(stem_stride)
         self.pool_after = pool_after
         self.fused_spd = bool(fused_spd)
+        self.sync_batch_norm = bool(sync_batch_norm)
         self.metadata = dict(metadata or {})
 
     def get_config(self):
@@ -333,6 +342,7 @@ class CovPoolFER(keras.Model):
             "stem_stride": self.stem_stride,
             "pool_after": list(self.pool_after),
             "fused_spd": self.fused_spd,
+            "sync_batch_norm": self.sync_batch_norm,
             "metadata": dict(self.metadata),
         }
 

@@ -136,7 +136,7 @@ def run_validation(steps, split, scales, batch_size, writer, step):
     return {key: r["accuracy"] for key, r in results.items()}
 
 
-def _save_if_finite(model, manager, step):
+def _save_if_finite(model, run, manager, step):
     """Saves a checkpoint unless a model variable is NaN/Inf (returns None).
 
     The optimizer skips non-finite updates, but batch-norm moving statistics
@@ -145,7 +145,7 @@ def _save_if_finite(model, manager, step):
     for variable in model.variables:
         if not np.all(np.isfinite(keras.ops.convert_to_numpy(variable))):
             return None
-    return manager.save(checkpoint_number=step)
+    return run.save(manager, step)
 
 
 def training_metadata(
@@ -176,6 +176,7 @@ def train_fer(
     resume=True,
     dataset=None,
     preset=None,
+    strategy=None,
 ):
     """Trains CovPoolFER; returns {"final": path, "best": path, ...}.
 
@@ -189,14 +190,22 @@ def train_fer(
             `data_config`).
         preset: the name of the preset `model_config` and `cfg` came from,
             recorded in the model's metadata (stage 2 checks it).
+        strategy: a `tf.distribute.Strategy` (default: the one
+            `cfg.distribution_strategy` names; multi-worker runs create it
+            at program start and pass it).
 
     Returns:
         {"final": final.keras path, "best": best.keras path,
          "validation": last validation accuracies, "steps": total steps}.
     """
+    from fsr_fer_tf import distribute
+
     validate_config(cfg)
     train_scales = configs.parse_int_list(cfg.train_scales, "--train_scales")
     val_scales = configs.parse_int_list(cfg.val_scales, "--val_scales")
+    if strategy is None:
+        strategy = distribute.make_strategy(cfg.distribution_strategy)
+    distribute.check_batch_size(cfg.batch_size, strategy)
     if dataset is None:
         dataset = loader.load_dataset(data_config)
     loop.report_dataset(dataset)
@@ -225,40 +234,22 @@ def train_fer(
         _architecture(model_config, cfg.mixed_precision),
         resume,
         kind="fer",
+        chief=distribute.is_chief(strategy),
+        checkpoint_dir=distribute.worker_dir(model_dir, strategy),
     )
-
-    keras.utils.set_random_seed(cfg.seed)
-    policy = "mixed_float16" if cfg.mixed_precision else "float32"
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        model = covpool.build_covpoolfer(
-            model_config,
-            metadata=training_metadata(
-                preset,
-                data_config,
-                dataset,
-                train_split,
-                train_scales,
-                model_config.image_size,
-            ),
-        )
-        optimizer = keras.optimizers.Adam(
-            _learning_rate(cfg, steps_per_epoch), epsilon=cfg.adam_epsilon
-        )
-        if cfg.mixed_precision:
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
-    optimizer.build(model.trainable_variables)
-    steps = fer_steps.ClassifierSteps(
-        model,
-        optimizer,
-        cfg.weight_decay,
-        cfg.center_loss_weight,
-        cfg.center_loss_alpha,
+    metadata = training_metadata(
+        preset,
+        data_config,
+        dataset,
+        train_split,
+        train_scales,
+        model_config.image_size,
     )
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    model, optimizer, steps = _build(
+        model_config, cfg, steps_per_epoch, metadata, strategy
+    )
+    with strategy.scope():
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     best = loop.BestTracker(
         run, f"accuracy_{eval_lib.scale_key(val_scales[0])}"
     )
@@ -277,10 +268,12 @@ def train_fer(
 
     start = int(step.numpy())
     logging.info(
-        "Stage 1: %d steps (%d per epoch, batch %d), %s -> %s",
+        "Stage 1: %d steps (%d per epoch, batch %d over %d replica(s)), %s "
+        "-> %s",
         total_steps,
         steps_per_epoch,
         cfg.batch_size,
+        distribute.num_replicas(strategy),
         "resuming at step %d" % start if start else "from scratch",
         run.model_dir,
     )
@@ -291,6 +284,8 @@ def train_fer(
 
     def validate_now(current):
         nonlocal accuracies
+        if not run.chief:  # the chief validates, exports and keeps `best`
+            return
         accuracies = run_validation(
             steps, val_split, val_scales, cfg.batch_size, val_writer, current
         )
@@ -305,26 +300,27 @@ def train_fer(
         ):
             logging.info("New best model -> %s", best_path)
 
+    def epoch_batches(current):
+        epoch, offset = divmod(current, steps_per_epoch)
+        ds = pipeline.make_dataset(
+            train_split,
+            batch_size=cfg.batch_size,
+            training=True,
+            scales=train_scales,
+            seed=cfg.seed,
+            epoch=epoch,
+            image_size=model_config.image_size,
+            skip_batches=offset,
+            flip=cfg.random_flip,
+            max_shift=cfg.max_shift,
+            max_rotation=cfg.max_rotation,
+        )
+        return distribute.distribute_dataset(strategy, ds)
+
     current = start
-    with loop.checkpoint_on_interrupt(
-        lambda: manager.save(checkpoint_number=current)
-    ):
+    with loop.checkpoint_on_interrupt(lambda: run.save(manager, current)):
         while current < total_steps:
-            epoch, offset = divmod(current, steps_per_epoch)
-            ds = pipeline.make_dataset(
-                train_split,
-                batch_size=cfg.batch_size,
-                training=True,
-                scales=train_scales,
-                seed=cfg.seed,
-                epoch=epoch,
-                image_size=model_config.image_size,
-                skip_batches=offset,
-                flip=cfg.random_flip,
-                max_shift=cfg.max_shift,
-                max_rotation=cfg.max_rotation,
-            )
-            for batch in ds:
+            for batch in epoch_batches(current):
                 metrics = steps.train_step(batch["lr"], batch["label"])
                 current += 1
                 step.assign(current)
@@ -332,7 +328,7 @@ def train_fer(
                 loop.check_finite(
                     current,
                     metrics,
-                    lambda: _save_if_finite(model, manager, current),
+                    lambda: _save_if_finite(model, run, manager, current),
                 )
                 if progress.maybe_log(current, metrics):
                     metrics["learning_rate"] = float(
@@ -350,11 +346,12 @@ def train_fer(
                     or epochs_done % cfg.eval_every_epochs == 0
                 ):
                     validate_now(current)  # may update `best`: save after
-                manager.save(checkpoint_number=current)
-    loop.export_keras(model, final_path)
-    if not os.path.exists(best_path):
-        loop.export_keras(model, best_path)
-    logging.info("Exported %s and %s", final_path, best_path)
+                run.save(manager, current)
+    if run.chief:
+        loop.export_keras(model, final_path)
+        if not os.path.exists(best_path):
+            loop.export_keras(model, best_path)
+        logging.info("Exported %s and %s", final_path, best_path)
     train_writer.flush()
     val_writer.flush()
     return {
@@ -364,3 +361,32 @@ def train_fer(
         "steps": current,
         "model_dir": run.model_dir,
     }
+
+
+def _build(model_config, cfg, steps_per_epoch, metadata, strategy):
+    """(model, optimizer, steps) under `strategy.scope()` and the run's
+    dtype policy (mixed_float16: a LossScaleOptimizer)."""
+    keras.utils.set_random_seed(cfg.seed)
+    policy = "mixed_float16" if cfg.mixed_precision else "float32"
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        with strategy.scope():
+            model = covpool.build_covpoolfer(model_config, metadata=metadata)
+            optimizer = keras.optimizers.Adam(
+                _learning_rate(cfg, steps_per_epoch), epsilon=cfg.adam_epsilon
+            )
+            if cfg.mixed_precision:
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            optimizer.build(model.trainable_variables)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    steps = fer_steps.ClassifierSteps(
+        model,
+        optimizer,
+        cfg.weight_decay,
+        cfg.center_loss_weight,
+        cfg.center_loss_alpha,
+        strategy=strategy,
+    )
+    return model, optimizer, steps

@@ -194,6 +194,7 @@ def train_fsr(
     resume=True,
     dataset=None,
     preset=None,
+    strategy=None,
 ):
     """Trains G and D on features of a frozen CovPoolFER.
 
@@ -208,14 +209,23 @@ def train_fsr(
         dataset: an already loaded `sources.Dataset`.
         preset: the stage-2 preset's name; a stage-1 model trained with
             another preset is refused (`check_fer_preset`).
+        strategy: a `tf.distribute.Strategy` (default: the one
+            `cfg.distribution_strategy` names; multi-worker runs create it
+            at program start and pass it).
 
     Returns:
         {"generator", "critic", "generator_best", "fsr_fer": paths,
          "validation": last per-method, per-scale summaries,
          "steps": GAN steps done, "model_dir": path}.
     """
+    from fsr_fer_tf import distribute
+
     scales = validate_config(cfg)
-    fer_model = load_fer_model(fer_model_path)
+    if strategy is None:
+        strategy = distribute.make_strategy(cfg.distribution_strategy)
+    distribute.check_batch_size(cfg.batch_size, strategy)
+    with strategy.scope():
+        fer_model = load_fer_model(fer_model_path)
     check_fer_preset(fer_model, fer_model_path, preset)
     d = feature_size(fer_model)
     if dataset is None:
@@ -247,6 +257,8 @@ def train_fsr(
         kind="fsr",
         # The features G learns from come from this stage-1 model.
         pinned=loop.RESUME_PINNED + ("fer_model",),
+        chief=distribute.is_chief(strategy),
+        checkpoint_dir=distribute.worker_dir(model_dir, strategy),
     )
 
     keras.utils.set_random_seed(cfg.seed)
@@ -254,10 +266,11 @@ def train_fsr(
     if cfg.mixed_precision:
         keras.config.set_dtype_policy("mixed_float16")
     try:
-        generator = generator_lib.RRDBGenerator(gen_config)
-        critic = critic_lib.VGGCritic(critic_config, input_size=d)
-        generator.build((None, d, d, 1))
-        critic.build((None, d, d, 1))
+        with strategy.scope():
+            generator = generator_lib.RRDBGenerator(gen_config)
+            critic = critic_lib.VGGCritic(critic_config, input_size=d)
+            generator.build((None, d, d, 1))
+            critic.build((None, d, d, 1))
     finally:
         keras.config.set_dtype_policy(previous_policy)
     features, spd, head = covpool.covpoolfer_parts(fer_model)
@@ -291,8 +304,10 @@ def train_fsr(
         n_critic=cfg.n_critic,
         seed=cfg.seed,
         jit_compile=cfg.jit_compile,
+        strategy=strategy,
     )
-    pretrained = tf.Variable(0, dtype=tf.int64, trainable=False)
+    with strategy.scope():
+        pretrained = tf.Variable(0, dtype=tf.int64, trainable=False)
     best = loop.BestTracker(run, "fsr/mean_accuracy")
     ckpt = run.checkpoint(
         pretrained=pretrained, best=best.best, **steps.checkpoint_items()
@@ -312,10 +327,12 @@ def train_fsr(
     validation = {}
 
     def save(current_batches):
-        return manager.save(checkpoint_number=current_batches)
+        return run.save(manager, current_batches)
 
     def validate_now(gan_step):
         nonlocal validation
+        if not run.chief:  # the chief validates, exports and keeps `best`
+            return
         validation = run_validation(
             predict,
             val_split,
@@ -360,12 +377,13 @@ def train_fsr(
     pre_done = int(pretrained.numpy())
     gan_done = int(steps.step.numpy())
     logging.info(
-        "Stage 2: d=%d, %d pre-training + %d GAN steps, batch %d, scales "
-        "%s, %s -> %s",
+        "Stage 2: d=%d, %d pre-training + %d GAN steps, batch %d over %d "
+        "replica(s), scales %s, %s -> %s",
         d,
         cfg.pretrain_steps,
         cfg.steps,
         cfg.batch_size,
+        distribute.num_replicas(strategy),
         ",".join(map(str, scales)),
         f"resuming at {pre_done}+{gan_done}"
         if pre_done + gan_done
@@ -394,7 +412,7 @@ def train_fsr(
                 max_shift=0,  # released FSR code: horizontal flips only
                 max_rotation=0.0,
             )
-            for batch in ds:
+            for batch in distribute.distribute_dataset(strategy, ds):
                 if pre_done < cfg.pretrain_steps:
                     metrics = steps.pretrain_step(batch["hr"], batch["lr"])
                     pre_done += 1
@@ -416,7 +434,7 @@ def train_fsr(
                     loop.write_scalars(
                         train_writer, step_now, metrics, prefix=prefix
                     )
-                if prefix == "" and gan_done in snapshots:
+                if prefix == "" and gan_done in snapshots and run.chief:
                     loop.export_keras(
                         generator, snapshot_path(run.model_dir, gan_done)
                     )
@@ -432,14 +450,15 @@ def train_fsr(
     if not validation:  # nothing left to train: validate what was resumed
         validate_now(gan_done)
     save(consumed)
-    loop.export_keras(generator, paths["generator"])
-    loop.export_keras(critic, paths["critic"])
-    if not os.path.exists(paths["generator_best"]):
-        loop.export_keras(generator, paths["generator_best"])
-    loop.export_keras(
-        fsr_fer.build_fsr_fer(fer_model, generator), paths["fsr_fer"]
-    )
-    logging.info("Exported %s", ", ".join(paths.values()))
+    if run.chief:
+        loop.export_keras(generator, paths["generator"])
+        loop.export_keras(critic, paths["critic"])
+        if not os.path.exists(paths["generator_best"]):
+            loop.export_keras(generator, paths["generator_best"])
+        loop.export_keras(
+            fsr_fer.build_fsr_fer(fer_model, generator), paths["fsr_fer"]
+        )
+        logging.info("Exported %s", ", ".join(paths.values()))
     train_writer.flush()
     val_writer.flush()
     return dict(

@@ -124,6 +124,12 @@ class RunDirectory:
         kind: "fer" or "fsr", to refuse a stage-1 folder for stage 2 and back.
         pinned: dotted keys of `params` that resuming may not change
             (default RESUME_PINNED: the data, its order and batching).
+        chief: whether this process writes params.yaml, TensorBoard logs
+            and the real checkpoints (the other workers of a multi-worker
+            run save theirs in `checkpoint_dir`, a scratch folder, and every
+            worker restores from `model_dir`).
+        checkpoint_dir: where this process's checkpoint manager writes
+            (default `model_dir`).
 
     Example:
         run = RunDirectory("checkpoints/fer", params, arch, resume=True,
@@ -139,8 +145,12 @@ class RunDirectory:
         resume,
         kind,
         pinned=RESUME_PINNED,
+        chief=True,
+        checkpoint_dir=None,
     ):
         self.model_dir = os.path.abspath(model_dir)
+        self.chief = bool(chief)
+        self.checkpoint_dir = os.path.abspath(checkpoint_dir or model_dir)
         self.pinned = tuple(pinned)
         # JSON round trip: tuples become lists, as they come back from a
         # checkpoint, so a resumed run compares equal to itself.
@@ -172,7 +182,8 @@ class RunDirectory:
                 f"--model_dir {self.model_dir} is not writable; choose a "
                 "writable folder."
             )
-        write_yaml(os.path.join(self.model_dir, PARAMS_FILE), self.params)
+        if self.chief:
+            write_yaml(os.path.join(self.model_dir, PARAMS_FILE), self.params)
         self._params_variable = tf.Variable(
             json.dumps(self.params, sort_keys=True), trainable=False
         )
@@ -231,26 +242,43 @@ class RunDirectory:
         return tf.train.Checkpoint(params=self._params_variable, **objects)
 
     def checkpoint_manager(self, checkpoint, max_to_keep=3):
-        """A CheckpointManager in model_dir; callers number each save."""
+        """A CheckpointManager in checkpoint_dir; callers number each save
+        (`save`)."""
         return tf.train.CheckpointManager(
-            checkpoint, self.model_dir, max_to_keep=max_to_keep
+            checkpoint, self.checkpoint_dir, max_to_keep=max_to_keep
         )
 
+    def save(self, manager, number):
+        """Saves checkpoint `number`; a non-chief worker then deletes its
+        scratch copy (every worker must save, the chief's is the one)."""
+        path = manager.save(checkpoint_number=number)
+        if not self.chief:
+            tf.io.gfile.rmtree(self.checkpoint_dir)
+        return path
+
     def restore(self, checkpoint, manager):
-        """Restores the latest checkpoint if any; returns its path or None."""
-        if manager.latest_checkpoint is None:
+        """Restores the latest checkpoint of model_dir if any (every worker
+        restores the chief's); returns its path or None."""
+        latest = tf.train.latest_checkpoint(self.model_dir)
+        if latest is None:
             return None
         # The params variable is restored too; its value is this run's anyway.
         try:
-            checkpoint.restore(manager.latest_checkpoint).expect_partial()
+            checkpoint.restore(latest).expect_partial()
         except (tf.errors.OpError, ValueError, IndexError) as e:
-            raise _damaged(manager.latest_checkpoint, e) from e
+            raise _damaged(latest, e) from e
         self._params_variable.assign(json.dumps(self.params, sort_keys=True))
-        logging.info("Resumed from %s", manager.latest_checkpoint)
-        return manager.latest_checkpoint
+        logging.info("Resumed from %s", latest)
+        return latest
 
     def summary_writers(self):
-        """TensorBoard writers for `train/` and `validation/` (TFM layout)."""
+        """TensorBoard writers for `train/` and `validation/` (TFM layout);
+        no-op writers on workers other than the chief."""
+        if not self.chief:
+            return (
+                tf.summary.create_noop_writer(),
+                tf.summary.create_noop_writer(),
+            )
         return (
             tf.summary.create_file_writer(self.path("train")),
             tf.summary.create_file_writer(self.path("validation")),

@@ -17,6 +17,7 @@ bit-for-bit.
 import keras
 import tensorflow as tf
 
+from fsr_fer_tf import distribute
 from fsr_fer_tf import losses
 from fsr_fer_tf.train import updates
 from fsr_fer_tf.errors import ConfigError
@@ -98,6 +99,10 @@ class FSRSteps:
             `losses.wgan_div_penalty`.
         n_critic: critic updates per generator update (released: 1).
         seed: seed of the epsilon generator.
+        strategy: the `tf.distribute.Strategy` the steps run under (default:
+            the current one); create G, D and the frozen parts inside its
+            scope. Each replica computes its share of the global-batch
+            means; epsilon is drawn for the global batch and sliced.
         remapper: leave Grappler's remapper on. False (the default) turns
             it off for the process (`disable_remapper`): where oneDNN is on,
             it fails on these steps' LeakyReluGrad and logs an error line.
@@ -149,6 +154,7 @@ class FSRSteps:
         penalty_norm="all",
         n_critic=1,
         seed=0,
+        strategy=None,
         remapper=False,
         jit_compile=False,
         loss_scale=None,
@@ -212,8 +218,66 @@ class FSRSteps:
         if not remapper:
             disable_remapper()
 
+        self.strategy = strategy or tf.distribute.get_strategy()
+        with self.strategy.scope():
+            self._build_state(
+                seed,
+                learning_rate,
+                critic_learning_rate,
+                beta_1,
+                beta_2,
+                pretrain_learning_rate,
+                pretrain_beta_1,
+                loss_scale,
+                initial_loss_scale,
+                dynamic_growth_steps,
+            )
+
+        # Python counters, incremented only while tracing.
+        self.trace_counts = {"train_step": 0, "pretrain_step": 0}
+        # autograph=False: the steps have no tensor-dependent Python control
+        # flow (loops run over Python ints), and converting Keras' optimizer
+        # code made tracing several times slower.
+        if self.jit_compile:
+            self._critic_gradients = tf.function(
+                self._critic_gradients_impl, jit_compile=True, autograph=False
+            )
+            self._pretrain_gradients = tf.function(
+                self._pretrain_gradients_impl,
+                jit_compile=True,
+                autograph=False,
+            )
+        else:
+            self._critic_gradients = self._critic_gradients_impl
+            self._pretrain_gradients = self._pretrain_gradients_impl
+        self.train_step = tf.function(self._train_step, autograph=False)
+        self.pretrain_step = tf.function(self._pretrain_step, autograph=False)
+
+    def _build_state(
+        self,
+        seed,
+        learning_rate,
+        critic_learning_rate,
+        beta_1,
+        beta_2,
+        pretrain_learning_rate,
+        pretrain_beta_1,
+        loss_scale,
+        initial_loss_scale,
+        dynamic_growth_steps,
+    ):
+        """The step counter, epsilon generator and optimizers (called in
+        the strategy's scope)."""
+        generator, critic = self.generator, self.critic
         # The GAN iteration counter: schedules of both optimizers read it.
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        # Every replica adds 1; the first replica's value is the count.
+        self.step = tf.Variable(
+            0,
+            dtype=tf.int64,
+            trainable=False,
+            name="step",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
         self.seed_generator = keras.random.SeedGenerator(seed, name="epsilon")
 
         if critic_learning_rate is None:
@@ -256,26 +320,6 @@ class FSRSteps:
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.critic.trainable_variables)
         self.pretrain_optimizer.build(self.generator.trainable_variables)
-
-        # Python counters, incremented only while tracing.
-        self.trace_counts = {"train_step": 0, "pretrain_step": 0}
-        # autograph=False: the steps have no tensor-dependent Python control
-        # flow (loops run over Python ints), and converting Keras' optimizer
-        # code made tracing several times slower.
-        if self.jit_compile:
-            self._critic_gradients = tf.function(
-                self._critic_gradients_impl, jit_compile=True, autograph=False
-            )
-            self._pretrain_gradients = tf.function(
-                self._pretrain_gradients_impl,
-                jit_compile=True,
-                autograph=False,
-            )
-        else:
-            self._critic_gradients = self._critic_gradients_impl
-            self._pretrain_gradients = self._pretrain_gradients_impl
-        self.train_step = tf.function(self._train_step, autograph=False)
-        self.pretrain_step = tf.function(self._pretrain_step, autograph=False)
 
     # --- construction helpers ---
 
@@ -324,7 +368,7 @@ class FSRSteps:
 
     # --- critic ---
 
-    def _critic_gradients_impl(self, f_hr, f_sr, epsilon, weights):
+    def _critic_gradients_impl(self, f_hr, f_sr, epsilon, weights, share=1.0):
         critic = self.critic
         batch = tf.shape(f_hr)[0]
         with tf.GradientTape() as tape:
@@ -349,7 +393,7 @@ class FSRSteps:
                 penalty,
                 weights if self.critic_weighting else None,
             )
-            scaled = self.d_optimizer.scale_loss(loss)
+            scaled = self.d_optimizer.scale_loss(share * loss)
         grads = tape.gradient(scaled, critic.trainable_variables)
         return grads, {
             "d_loss": loss,
@@ -360,12 +404,46 @@ class FSRSteps:
 
     # --- steps ---
 
+    # How each log combines over replicas (distribute.reduce_metrics): the
+    # default is the mean of the replicas' means over equal shares.
+    _REDUCTIONS = {
+        "w_min": "min",  # over this worker's replicas
+        "w_max": "max",
+        "g_learning_rate": "first",
+        "d_learning_rate": "first",
+        "g_loss_scale": "first",
+        "d_loss_scale": "first",
+        "pretrain_learning_rate": "first",
+        "pretrain_loss_scale": "first",
+    }
+
     def _train_step(self, hr_images, lr_images, labels):
         self.trace_counts["train_step"] += 1
+        per_replica = self.strategy.run(
+            self._replica_train_step, args=(hr_images, lr_images, labels)
+        )
+        return distribute.reduce_metrics(
+            self.strategy, per_replica, self._REDUCTIONS
+        )
+
+    def _pretrain_step(self, hr_images, lr_images):
+        self.trace_counts["pretrain_step"] += 1
+        per_replica = self.strategy.run(
+            self._replica_pretrain_step, args=(hr_images, lr_images)
+        )
+        return distribute.reduce_metrics(
+            self.strategy, per_replica, self._REDUCTIONS
+        )
+
+    def _replica_train_step(self, hr_images, lr_images, labels):
         f_hr = self.extract(hr_images)
         f_lr = self.extract(lr_images)
         embedding_hr, _ = self.classify(f_hr)
         batch = tf.shape(f_hr)[0]
+        n_replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        # Each replica's loss is its share of the global-batch mean (equal
+        # shares: its own mean / replicas); the optimizers sum the gradients.
+        share = 1.0 / n_replicas
         generator, critic = self.generator, self.critic
 
         # Persistent: after G's gradient, the same tape gives the gradient
@@ -387,11 +465,18 @@ class FSRSteps:
                 f_sr_fixed = tf.stop_gradient(f_sr)
                 w_fixed = tf.stop_gradient(w)
                 for _ in range(self.n_critic):
-                    epsilon = keras.random.uniform(
-                        (batch,), seed=self.seed_generator, dtype="float32"
+                    # Drawn for the global batch (the same on every
+                    # replica), then this replica's rows: the draws of one
+                    # device whatever the number of replicas.
+                    epsilon = distribute.replica_slice(
+                        keras.random.uniform(
+                            (batch * n_replicas,),
+                            seed=self.seed_generator,
+                            dtype="float32",
+                        )
                     )
                     grads, d_logs = self._critic_gradients(
-                        f_hr, f_sr_fixed, epsilon, w_fixed
+                        f_hr, f_sr_fixed, epsilon, w_fixed, share
                     )
                     updates.apply_if_finite(
                         self.d_optimizer, grads, critic.trainable_variables
@@ -412,7 +497,7 @@ class FSRSteps:
             g_loss = losses.weighted_mean(
                 per_sample, w if self.reweight else None
             )
-            scaled = self.g_optimizer.scale_loss(g_loss)
+            scaled = self.g_optimizer.scale_loss(share * g_loss)
             # Per-sample sums (not means), so each gradient row is the
             # force on that sample's F_sr_i before the 1/B of the mean.
             parts = {
@@ -460,21 +545,21 @@ class FSRSteps:
             logs["g_ce"] = tf.reduce_mean(ce)
         return {name: _f32(value) for name, value in logs.items()}
 
-    def _pretrain_gradients_impl(self, f_lr, f_hr):
+    def _pretrain_gradients_impl(self, f_lr, f_hr, share=1.0):
         generator = self.generator
         with tf.GradientTape() as tape:
             f_sr = _f32(generator(f_lr, training=True))
             loss = tf.reduce_mean(
                 losses.feature_l2_loss(f_sr, f_hr, self.l2_reduction)
             )
-            scaled = self.pretrain_optimizer.scale_loss(loss)
+            scaled = self.pretrain_optimizer.scale_loss(share * loss)
         return tape.gradient(scaled, generator.trainable_variables), loss
 
-    def _pretrain_step(self, hr_images, lr_images):
-        self.trace_counts["pretrain_step"] += 1
+    def _replica_pretrain_step(self, hr_images, lr_images):
         f_hr = self.extract(hr_images)
         f_lr = self.extract(lr_images)
-        grads, loss = self._pretrain_gradients(f_lr, f_hr)
+        n_replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        grads, loss = self._pretrain_gradients(f_lr, f_hr, 1.0 / n_replicas)
         learning_rate = _f32(self.pretrain_optimizer.learning_rate)
         updates.apply_if_finite(
             self.pretrain_optimizer, grads, self.generator.trainable_variables

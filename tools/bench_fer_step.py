@@ -12,17 +12,19 @@ times in one run, on whatever CPU/GPU TensorFlow sees:
 
 and prints ms/step (median and minimum of `--repeats` calls after one
 warm-up call, which traces), images/s, the ratio of the step to the
-forward pass, and what the preset's whole schedule would take at that
-speed on RAF-DB's 12271 training faces.
+forward pass, the FLOPs of a step counted on its graph (forward and
+backward; `benchmark.graph_flops`) with the achieved GFLOP/s as a fraction
+of a 2048x2048 float32 matmul timed in the same run, and what the preset's
+whole schedule would take at that speed on RAF-DB's 12271 training faces.
 
 Usage:
   python tools/bench_fer_step.py --presets=demo
   python tools/bench_fer_step.py --presets=paper --repeats=3
 """
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# First, before TensorFlow: the package's start-up choices (startup.py:
+# quiet notices, oneDNN on x86-64) hold for the benchmark as for training.
+import fsr_fer_tf  # noqa: E402,F401
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -75,7 +77,7 @@ def make_steps(preset):
     return steps, cfg
 
 
-def run_preset(preset):
+def run_preset(preset, peak):
     keras.utils.set_random_seed(SEED.value)
     steps, cfg = make_steps(preset)
     b = BATCH.value
@@ -113,6 +115,8 @@ def run_preset(preset):
             f"{b / minimum:8.1f} {minimum / base:10.2f}"
         )
     step_s = rows[1][1][1]
+    flops = benchmark.graph_flops(steps.train_step, images, labels)
+    print("train_step: " + benchmark.peak_line(flops, step_s, peak))
     total = cfg.epochs * (RAFDB_TRAIN_IMAGES // b)
     print(
         f"the {preset} schedule on RAF-DB ({cfg.epochs} epochs x "
@@ -124,8 +128,10 @@ def run_preset(preset):
 def main(argv):
     del argv
     print(benchmark.environment())
+    peak = benchmark.matmul_peak(repeats=REPEATS.value)
+    print(f"float32 2048x2048 matmul: {peak:.1f} GFLOP/s (the peak)")
     for preset in PRESETS.value:
-        run_preset(preset)
+        run_preset(preset, peak)
 
 
 if __name__ == "__main__":

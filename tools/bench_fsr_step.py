@@ -12,8 +12,11 @@ run, on whatever CPU/GPU TensorFlow sees:
 
 and prints ms/step (median and minimum of `--repeats` calls after one
 warm-up call, which traces; the minimum is the robust figure on a shared
-machine) and ratios against the generator forward pass and against the
-first `--n_critic` value. The frozen parts are the real CovPoolFER
+machine), ratios against the generator forward pass and against the
+first `--n_critic` value, and the FLOPs of a GAN step counted on its
+graph (the penalty's double backward included; `benchmark.graph_flops`)
+with the achieved GFLOP/s as a fraction of a 2048x2048 float32 matmul
+timed in the same run. The frozen parts are the real CovPoolFER
 (`build_covpoolfer`, random weights, eigh included) unless
 `--frozen=standin` (a conv + a Gram map + a dense head, no eigh).
 
@@ -23,10 +26,11 @@ Usage:
   python tools/bench_fsr_step.py --presets=demo --jit_compile --mixed_precision
 """
 
-import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# First, before TensorFlow: the package's start-up choices (startup.py:
+# quiet notices, oneDNN on x86-64) hold for the benchmark as for training.
+import fsr_fer_tf  # noqa: E402,F401
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -120,7 +124,7 @@ def make_models(preset, d):
     return generator, critic
 
 
-def run_preset(preset):
+def run_preset(preset, peak):
     tf.config.optimizer.set_experimental_options({"remapping": True})
     keras.utils.set_random_seed(SEED.value)
     features, spd, head, size = frozen_parts(preset)
@@ -164,8 +168,10 @@ def run_preset(preset):
 
     results = {}
     n_critics = [int(v) for v in N_CRITIC.value]
+    first_steps = None
     for n in n_critics:
         steps = make_steps(n, remapper=True)  # off below, for the comparison
+        first_steps = first_steps or steps
         if n == n_critics[0]:
             rows.append(("pretrain_step", timed(steps.pretrain_step, hr, lr)))
         start = time.perf_counter()
@@ -208,13 +214,21 @@ def run_preset(preset):
         f"{b / results[first][1]:.1f}",
         flush=True,
     )
+    flops = benchmark.graph_flops(first_steps.train_step, hr, lr, labels)
+    print(
+        f"  train_step n_critic={first}: "
+        + benchmark.peak_line(flops, results[first][1], peak),
+        flush=True,
+    )
 
 
 def main(argv):
     del argv
     print(benchmark.environment())
+    peak = benchmark.matmul_peak(repeats=REPEATS.value)
+    print(f"float32 2048x2048 matmul: {peak:.1f} GFLOP/s (the peak)")
     for preset in PRESETS.value:
-        run_preset(preset)
+        run_preset(preset, peak)
 
 
 if __name__ == "__main__":

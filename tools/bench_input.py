@@ -20,7 +20,9 @@ import os
 import resource
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+# First, before TensorFlow: the package's start-up choices (startup.py:
+# quiet notices, oneDNN on x86-64) hold for the benchmark as for training.
+import fsr_fer_tf  # noqa: E402,F401
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402

@@ -19,7 +19,6 @@ Usage:
 
 import glob
 import os
-import time
 
 from absl import app
 from absl import flags
@@ -135,5 +134,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     app.run(main)

@@ -31,7 +31,9 @@ Usage:
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# First, before TensorFlow: the package's start-up choices (startup.py:
+# quiet notices, oneDNN on x86-64) hold for the benchmark as for training.
+import fsr_fer_tf  # noqa: E402,F401
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

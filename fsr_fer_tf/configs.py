@@ -236,6 +236,10 @@ class FERTrainConfig:
             "multi_worker_mirrored" (`fsr_fer_tf.distribute`); batch_size
             is the global batch.
         seed: seed of weights, data order and augmentation.
+        init_from: a CovPoolFER `.keras` file of the same architecture whose
+            weights start the run (fine-tuning, e.g. an HR-trained model on
+            LR faces too); empty: random initialisation. Centres and the
+            optimizer start fresh; a resumed run ignores it.
     """
 
     batch_size: int = 128
@@ -256,6 +260,7 @@ class FERTrainConfig:
     mixed_precision: bool = False
     distribution_strategy: str = "default"
     seed: int = 0
+    init_from: str = ""
 
 
 FER_TRAIN_PRESETS = {

@@ -50,6 +50,37 @@ def validate_config(cfg):
         req(all(s >= 1 for s in scales), f"--{name} scales must be >= 1.")
 
 
+def load_initial_weights(model, path):
+    """Copies the weights of the CovPoolFER saved at `path` into `model`.
+
+    Raises:
+        errors.ConfigError: no such file, not a Keras model, or a model whose
+            weights do not match `model`'s (another preset or sizes).
+    """
+    flag = "--init_from"
+    errors.require(
+        os.path.isfile(path),
+        f"{flag} {path!r} does not exist; give a stage-1 .keras file.",
+    )
+    try:
+        source = keras.saving.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - any load failure, one line
+        raise errors.ConfigError(
+            f"{flag} {path!r} is not a loadable Keras model ({e})."
+        ) from None
+    theirs = source.get_weights()
+    ours = model.get_weights()
+    errors.require(
+        len(theirs) == len(ours)
+        and all(a.shape == b.shape for a, b in zip(theirs, ours)),
+        f"{flag} {path!r} does not have this run's architecture "
+        f"({len(theirs)} weight arrays against {len(ours)}); use the "
+        "same --preset and model sizes it was trained with.",
+    )
+    model.set_weights(theirs)
+    logging.info("Initial weights from %s", path)
+
+
 def validation_split(dataset):
     """The split used for validation: "val" if the data has one, else "test".
 
@@ -245,9 +276,14 @@ def train_fer(
         train_scales,
         model_config.image_size,
     )
+    if cfg.init_from:
+        metadata["init_from"] = os.path.abspath(cfg.init_from)
     model, optimizer, steps = _build(
         model_config, cfg, steps_per_epoch, metadata, strategy
     )
+    if cfg.init_from:
+        # Before the restore: a resumed run's checkpoint overwrites these.
+        load_initial_weights(model, cfg.init_from)
     with strategy.scope():
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     best = loop.BestTracker(

@@ -157,6 +157,41 @@ def test_mixed_precision_steps_are_finite(dataset, tmp_path):
     assert np.all(np.isfinite(logits))
 
 
+def test_init_from_starts_at_the_given_weights(straight, dataset, tmp_path):
+    model_dir, result = straight
+    start = keras.models.load_model(result["final"]).get_weights()
+    cfg = dataclasses.replace(
+        CFG,
+        steps=1,
+        init_from=result["final"],
+        learning_rate_schedule="0:1e-12",
+    )
+    tuned = fer_loop.train_fer(
+        TINY, cfg, DATA, str(tmp_path / "tuned"), dataset=dataset
+    )
+    model = keras.models.load_model(tuned["final"])
+    # Adam moves each weight by about the learning rate (1e-12); the
+    # BiMap retraction onto the Stiefel manifold by float32 rounding.
+    trainable = {id(v) for v in model.trainable_weights}
+    for w, ref in zip(model.weights, start):
+        if id(w) in trainable:
+            np.testing.assert_allclose(w.numpy(), ref, rtol=0, atol=1e-5)
+    assert model.metadata["init_from"] == os.path.abspath(result["final"])
+
+
+def test_init_from_another_architecture_is_a_config_error(
+    straight, dataset, tmp_path
+):
+    _, result = straight
+    other = dataclasses.replace(TINY, fc_units=(16, 4))
+    cfg = dataclasses.replace(CFG, steps=1, init_from=result["final"])
+    with pytest.raises(errors.ConfigError, match="--init_from.*architecture"):
+        fer_loop.train_fer(other, cfg, DATA, str(tmp_path), dataset=dataset)
+    missing = dataclasses.replace(CFG, init_from=str(tmp_path / "none.keras"))
+    with pytest.raises(errors.ConfigError, match="--init_from.*does not exist"):
+        fer_loop.train_fer(TINY, missing, DATA, str(tmp_path), dataset=dataset)
+
+
 @pytest.mark.parametrize(
     "field, value, match",
     [

@@ -231,7 +231,7 @@ def test_command_line_check_passes_on_the_repository():
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         check=False,
     )
     assert out.returncode == 0, out.stderr

@@ -98,3 +98,19 @@ def test_every_flag_in_readme_exists(defined_flags):
     )  # tensorboard's, absl's
     assert not missing, missing
     assert {"g_filters", "d_base_filters"} <= defined_flags
+
+
+def test_readme_python_blocks_run_as_written():
+    # Each ```python block, run from the repository root in a fresh
+    # interpreter, exactly as a reader would paste it.
+    blocks = re.findall(r"```python\n(.*?)```", _readme(), re.S)
+    assert blocks
+    for block in blocks:
+        proc = subprocess.run(
+            [sys.executable, "-c", block],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, (block, proc.stderr[-2000:])

@@ -75,7 +75,7 @@ def test_import_turns_onednn_on_unless_the_user_chose():
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True,
-        timeout=120, env=env,
+        timeout=600, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
@@ -91,7 +91,7 @@ def _import_in_subprocess(code, **env_changes):
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         check=False,
         env=env,
     )

@@ -101,7 +101,7 @@ def _run_inspect(*args):
         [sys.executable, "-m", "fsr_fer_tf.data.inspect", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         check=False,
         env=env,
     )

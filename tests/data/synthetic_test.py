@@ -292,7 +292,7 @@ def test_tool_cli_error_is_one_line(tmp_path):
         [sys.executable, TOOL, f"--out_dir={out}", "--train_per_class=1"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         check=False,
     )
     assert result.returncode == 2

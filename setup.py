@@ -112,6 +112,8 @@ setuptools.setup(
     extras_require={
         "dev": [
             "pytest",
+            # setup.cfg runs the suite on 2 processes (-n 2 --dist loadfile).
+            "pytest-xdist",
             "nbclient",
             "nbformat",
             "ipykernel",

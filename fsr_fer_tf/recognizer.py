@@ -9,8 +9,11 @@ Each face is prepared as the training protocol prepares one: a square crop
 around its box, converted to grey when the model learnt from grey faces
 (its metadata says so), and resized to the model's input (100x100) with
 the project's MATLAB bicubic. A face of side w pixels then has effective
-scale s = 100 / w: the factor by which the training protocol would have
-shrunk a 100x100 face to get it. Faces with s at least the recognizer's
+scale s = face_size / w: the factor by which the training protocol would
+have shrunk a training face to get it. `face_size` is the side of the
+training faces before their resize to the model input: 100 for RAF-DB's
+aligned faces (s = 100 / w), 48 for FER-2013's (a 48-pixel face is then
+x1, the HR face the model learnt from, and a 12-pixel face x4). Faces with s at least the recognizer's
 threshold (chosen on validation faces, see MODEL_CARD.md) go through the
 feature-SR route, C(G(SPD(CNN(face)))), the others through CovPoolFER
 alone; beyond the scales G was trained on they still go through G and are
@@ -20,7 +23,8 @@ A model directory (`from_dir`) holds `recognizer.json`, which names its
 files and its threshold:
 
     {"fer_model": "fer.keras", "generator": "generator.keras",
-     "fsr_backbone": "fer.keras", "threshold": 4, "trained_scales": [2..8]}
+     "fsr_backbone": "fer.keras", "threshold": 4, "trained_scales": [2..8],
+     "face_size": 48}
 
 `fsr_backbone` is the CovPoolFER whose features G super-resolves (the HR
 model itself in the paper; another one, e.g. trained on LR faces too, if
@@ -51,7 +55,8 @@ class Face:
     Attributes:
         box: (x, y, w, h) in the input's own pixels.
         face_px: side of the square crop the face was read from.
-        scale: effective scale s = input size (100) / face_px.
+        scale: effective scale s = face_size / face_px (the recognizer's
+            `face_size`: its training faces' side, 100 by default).
         route: "hr" (CovPoolFER on the face) or "fsr" (through G).
         probabilities: float [7], softmax over `labels.CLASS_NAMES`.
         label: the most probable class name.
@@ -176,6 +181,10 @@ class Recognizer:
         fsr: "auto" (by threshold), "always" or "never".
         trained_scales: the scales G was trained on (faces beyond their
             maximum are marked `in_trained_range=False`).
+        face_size: side in pixels of the training faces before their
+            resize to the model input (FER-2013: 48); the effective scale
+            of a face of side w is face_size / w. Default: the model's
+            input size (100).
         detector: "haar", "mtcnn" or "none" (`detect.make_detector`).
         min_face: smallest face side (pixels) the detector reports.
         max_side: the detector scans larger images on a downscaled copy
@@ -191,6 +200,7 @@ class Recognizer:
         threshold=2.0,
         fsr="auto",
         trained_scales=(2, 3, 4, 5, 6, 7, 8),
+        face_size=None,
         detector="haar",
         min_face=12,
         max_side=1600,
@@ -236,6 +246,10 @@ class Recognizer:
         self.trained_scales = tuple(int(s) for s in trained_scales)
         self.batch_size = int(batch_size)
         self.input_size = int(fer_model.input_shape[1])
+        self.face_size = float(face_size or self.input_size)
+        errors.require(
+            self.face_size > 0, f"face_size must be > 0, got {face_size}."
+        )
         metadata = covpool.model_metadata(fer_model)
         self.colour = metadata.get("colour", "rgb")
         self.fsr_colour = covpool.model_metadata(fsr_backbone).get(
@@ -275,7 +289,7 @@ class Recognizer:
             "generator": file("generator"),
             "fsr_backbone": file("fsr_backbone"),
         }
-        for key in ("threshold", "trained_scales"):
+        for key in ("threshold", "trained_scales", "face_size"):
             if key in spec:
                 kwargs[key] = spec[key]
         kwargs.update(overrides)
@@ -337,7 +351,7 @@ class Recognizer:
         return out
 
     def _faces(self, crops, boxes, sides):
-        scales = [self.input_size / float(side) for side in sides]
+        scales = [self.face_size / float(side) for side in sides]
         routes = [self.route_for(s) for s in scales]
         probs = self._probabilities(crops, routes)
         top = max(self.trained_scales) if self.trained_scales else None

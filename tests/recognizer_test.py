@@ -112,6 +112,25 @@ def test_prepare_faces_is_matlab_bicubic_and_grey():
     np.testing.assert_array_equal(grey[..., 0], ref[..., 0])
 
 
+def test_face_size_sets_the_effective_scale(bundle, tiny_run):
+    # Faces of a 48-pixel training set: a 48-pixel face is x1, 16 px x3.
+    small = recognizer_lib.Recognizer(
+        tiny_run["fer"]["final"],
+        tiny_run["fsr"]["generator"],
+        threshold=3,
+        face_size=48,
+        detector="none",
+    )
+    crops = [np.zeros((s, s, 3), np.uint8) for s in (48, 24, 17, 16, 8)]
+    faces = small.classify_faces(crops)
+    np.testing.assert_allclose(
+        [f.scale for f in faces], [1, 2, 48 / 17, 3, 6], rtol=1e-6
+    )
+    assert [f.route for f in faces] == ["hr", "hr", "hr", "fsr", "fsr"]
+    with pytest.raises(errors.ConfigError, match="face_size"):
+        recognizer_lib.Recognizer(tiny_run["fer"]["final"], face_size=-1)
+
+
 def test_classify_faces_routes_and_matches_the_models(rec, tiny_run):
     rng = np.random.default_rng(2)
     sides = (100, 50, 34, 25, 12, 10)  # scales 1, 2, 2.94, 4, 8.3, 10

@@ -55,6 +55,14 @@ def define_flags():
         ["2", "3", "4", "5", "6", "7", "8"],
         "Scales G was trained on.",
     )
+    flags.DEFINE_integer(
+        "face_size",
+        48,
+        "Side in pixels of the training faces before their resize to the "
+        "model input (FER-2013: 48; RAF-DB aligned: 100). The recognizer's "
+        "effective scale of a face of side w is face_size / w, so that a "
+        "face as large as the training faces is x1.",
+    )
     flags.DEFINE_string(
         "preset", "fer2013", "Preset recorded in stage-1 models without one."
     )
@@ -88,6 +96,7 @@ def export(
     trained_scales=(2, 3, 4, 5, 6, 7, 8),
     preset="fer2013",
     colour="grey",
+    face_size=None,
 ):
     """Writes the model directory; returns recognizer.json's dict."""
     import fsr_fer_tf  # noqa: F401  (registers the custom layers)
@@ -97,6 +106,9 @@ def export(
     from fsr_fer_tf.train import fsr_loop
 
     errors.require(threshold and threshold > 0, "--threshold must be > 0.")
+    errors.require(
+        face_size is None or face_size > 0, "--face_size must be > 0."
+    )
     fer = with_metadata(fsr_loop.load_fer_model(fer_model), preset, colour)
     backbone = fer
     if fsr_backbone and os.path.abspath(fsr_backbone) != os.path.abspath(
@@ -115,6 +127,7 @@ def export(
         "threshold": float(threshold),
         "trained_scales": [int(s) for s in trained_scales],
         "input_size": int(fer.input_shape[1]),
+        "face_size": int(face_size or fer.input_shape[1]),
         "colour": fer.metadata["colour"],
         "class_names": list(fsr_fer_tf.labels.CLASS_NAMES),
     }
@@ -146,6 +159,7 @@ def main(argv):
         [int(s) for s in FLAGS.trained_scales],
         FLAGS.preset,
         FLAGS.colour,
+        FLAGS.face_size,
     )
     sizes = {
         name: os.path.getsize(os.path.join(FLAGS.out_dir, name))

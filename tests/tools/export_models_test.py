@@ -27,6 +27,7 @@ def test_export_writes_a_recognizer_directory(tool, tiny_run, tmp_path):
         threshold=3.0,
         fsr_backbone=fer_path,  # the same model: no second copy
         trained_scales=(2, 4, 8),
+        face_size=48,
     )
     assert sorted(os.listdir(out)) == [
         "fer.keras", "fsr_fer.keras", "generator.keras", "recognizer.json",
@@ -34,6 +35,7 @@ def test_export_writes_a_recognizer_directory(tool, tiny_run, tmp_path):
     with open(os.path.join(out, "recognizer.json")) as f:
         assert json.load(f) == spec
     assert spec["fsr_backbone"] == "fer.keras" and spec["threshold"] == 3.0
+    assert spec["face_size"] == 48
     fer = keras.models.load_model(os.path.join(out, "fer.keras"))
     meta = covpool.model_metadata(fer)
     # The tiny run recorded no preset: the export fills it in; its colour
@@ -46,6 +48,7 @@ def test_export_writes_a_recognizer_directory(tool, tiny_run, tmp_path):
     combined = keras.models.load_model(os.path.join(out, "fsr_fer.keras"))
     rec = recognizer_lib.Recognizer.from_dir(out, fsr="always")
     faces = rec.classify_faces(list(images.astype("uint8")))
+    assert rec.face_size == 48 and faces[0].scale == 48 / images.shape[1]
     probs = keras.ops.softmax(combined(images)).numpy()
     np.testing.assert_allclose(
         [f.probabilities for f in faces], probs, atol=1e-5

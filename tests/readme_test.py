@@ -20,6 +20,7 @@ ENTRY_POINTS = [
     ["tools/export_models.py"],
     ["tools/bench_predict.py"],
     ["tools/make_synthetic_faces.py"],
+    ["tools/make_group_picture.py"],
     ["tools/bench_fer_step.py"],
 ]
 

@@ -14,7 +14,8 @@ MODEL_CARD.md); `--model_dir` names another recognizer directory, or
   w, h, face_px, scale, route, label, confidence, status, in_trained_range`
   then `p_<class>` in `fsr_fer_tf.labels.CLASS_NAMES` order;
 - annotated/<input path>.png: each image with its boxes, labels and
-  confidences (upscaled faces, the FSR route, marked "SR");
+  confidences (small faces marked by their route: "SR" through G, "LR"
+  by the CovPoolFER trained on LR faces too);
 - videos: <name>_expressions.csv (per processed frame: time, faces, share
   of each expression) and <name>_expressions.png.
 
@@ -75,8 +76,16 @@ def define_flags():
     flags.DEFINE_float(
         "threshold",
         None,
-        "Faces of effective scale (100 / face side) >= this take the FSR "
-        "route; default: the model directory's (chosen on val).",
+        "Faces of effective scale (--face_size / face side) >= this take "
+        "the FSR route; default: the model directory's (chosen on val).",
+    )
+    flags.DEFINE_integer(
+        "face_size",
+        None,
+        "Side in pixels of the training faces before their resize to the "
+        "model input: a face that large is x1 (default: the model "
+        "directory's, 48 for the shipped FER-2013 models; with --fer_model "
+        "the model input, 100).",
     )
     flags.DEFINE_enum(
         "fsr",
@@ -207,11 +216,11 @@ def annotate(image, faces):
     thick = max(1, round(max(image.shape[:2]) / 800))
     for face in faces:
         x, y, w, h = face.box
-        colour = (0, 160, 255) if face.route == "fsr" else (0, 200, 0)
+        colour = (0, 200, 0) if face.route == "hr" else (0, 160, 255)
         cv2.rectangle(out, (x, y), (x + w, y + h), colour, thick)
         text = f"{face.label} {face.confidence:.2f}"
-        if face.route == "fsr":
-            text += " SR"
+        if face.route != "hr":  # a small face, read by a low-resolution route
+            text += " SR" if face.route == "fsr" else " LR"
         scale = max(0.35, min(1.0, w / 120))
         (tw, th), base = cv2.getTextSize(
             text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1
@@ -457,8 +466,9 @@ def make_recognizer(flag_values):
         max_side=flag_values.max_side,
         batch_size=flag_values.batch_size,
     )
-    if flag_values.threshold is not None:
-        common["threshold"] = flag_values.threshold
+    for name in ("threshold", "face_size"):
+        if getattr(flag_values, name) is not None:
+            common[name] = getattr(flag_values, name)
     if flag_values.fer_model:
         errors.require(
             not flag_values.model_dir,

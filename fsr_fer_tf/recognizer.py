@@ -28,7 +28,10 @@ files and its threshold:
 
 `fsr_backbone` is the CovPoolFER whose features G super-resolves (the HR
 model itself in the paper; another one, e.g. trained on LR faces too, if
-that served the low resolutions better).
+that served the low resolutions better). `above` names the route of the
+faces at or above the threshold: "fsr" (through G, the paper's route) or
+"lr" (`fsr_backbone` alone, without G: a CovPoolFER trained on LR faces
+too, when G did not beat it on validation faces).
 """
 
 import dataclasses
@@ -40,7 +43,7 @@ import numpy as np
 from fsr_fer_tf import errors
 from fsr_fer_tf import labels as labels_lib
 
-ROUTES = ("hr", "fsr")
+ROUTES = ("hr", "fsr", "lr")
 FSR_MODES = ("auto", "always", "never")
 BUNDLE_FILE = "recognizer.json"
 DEFAULT_MODEL_DIR = os.path.normpath(
@@ -57,7 +60,8 @@ class Face:
         face_px: side of the square crop the face was read from.
         scale: effective scale s = face_size / face_px (the recognizer's
             `face_size`: its training faces' side, 100 by default).
-        route: "hr" (CovPoolFER on the face) or "fsr" (through G).
+        route: "hr" (CovPoolFER on the face), "fsr" (through G) or "lr"
+            (the CovPoolFER trained on LR faces too, without G).
         probabilities: float [7], softmax over `labels.CLASS_NAMES`.
         label: the most probable class name.
         confidence: its probability.
@@ -176,8 +180,10 @@ class Recognizer:
             face takes the HR route).
         fsr_backbone: the CovPoolFER whose SPD features G takes and whose
             head classifies G's output; default `fer_model`.
-        threshold: faces with effective scale >= threshold take the FSR
-            route (with fsr="auto").
+        threshold: faces with effective scale >= threshold take the route
+            `above` (with fsr="auto").
+        above: "fsr" (G on `fsr_backbone`'s feature) or "lr"
+            (`fsr_backbone` alone, a model trained on LR faces too).
         fsr: "auto" (by threshold), "always" or "never".
         trained_scales: the scales G was trained on (faces beyond their
             maximum are marked `in_trained_range=False`).
@@ -198,6 +204,7 @@ class Recognizer:
         generator=None,
         fsr_backbone=None,
         threshold=2.0,
+        above="fsr",
         fsr="auto",
         trained_scales=(2, 3, 4, 5, 6, 7, 8),
         face_size=None,
@@ -218,6 +225,15 @@ class Recognizer:
         )
         errors.require(
             threshold > 0, f"threshold must be > 0, got {threshold}."
+        )
+        errors.require(
+            above in ("fsr", "lr"),
+            f"above must be 'fsr' or 'lr', got {above!r}.",
+        )
+        errors.require(
+            above != "lr" or fsr_backbone is not None,
+            "above='lr' needs fsr_backbone (a CovPoolFER trained on LR "
+            "faces too).",
         )
         if isinstance(fer_model, str):
             fer_model = _load(fer_model, "--fer_model")
@@ -242,6 +258,7 @@ class Recognizer:
         self.generator = generator
         self.fsr_backbone = fsr_backbone
         self.threshold = float(threshold)
+        self.above = above
         self.fsr = fsr
         self.trained_scales = tuple(int(s) for s in trained_scales)
         self.batch_size = int(batch_size)
@@ -289,7 +306,7 @@ class Recognizer:
             "generator": file("generator"),
             "fsr_backbone": file("fsr_backbone"),
         }
-        for key in ("threshold", "trained_scales", "face_size"):
+        for key in ("threshold", "trained_scales", "face_size", "above"):
             if key in spec:
                 kwargs[key] = spec[key]
         kwargs.update(overrides)
@@ -313,6 +330,16 @@ class Recognizer:
             )
 
         self._hr = hr_probabilities
+        self._lr = None
+        if self.fsr_backbone is not fer:
+            lr_model = self.fsr_backbone
+
+            @tf.function(reduce_retracing=True)
+            def lr_probabilities(images):
+                logits = lr_model(images, training=False)
+                return tf.nn.softmax(tf.cast(logits, "float32"))
+
+            self._lr = lr_probabilities
         self._fsr = None
         if generator is not None:
             features, spd, head = covpool.covpoolfer_parts(self.fsr_backbone)
@@ -327,12 +354,17 @@ class Recognizer:
             self._fsr = fsr_probabilities
 
     def route_for(self, scale):
-        """ "hr" or "fsr" for a face of effective scale `scale`."""
-        if self._fsr is None or self.fsr == "never":
+        """ "hr", "fsr" or "lr" for a face of effective scale `scale`:
+        fsr="never" is always "hr", "always" always "fsr"; "auto" takes
+        `above` from the threshold on (if that route exists)."""
+        if self.fsr == "never":
             return "hr"
-        if self.fsr == "always" or scale >= self.threshold:
-            return "fsr"
-        return "hr"
+        if self.fsr == "always":
+            return "fsr" if self._fsr is not None else "hr"
+        if scale < self.threshold:
+            return "hr"
+        available = {"fsr": self._fsr, "lr": self._lr}[self.above]
+        return self.above if available is not None else "hr"
 
     def _probabilities(self, crops, routes):
         """[N, 7] probabilities of square crops, each by its route."""
@@ -340,6 +372,7 @@ class Recognizer:
         for route, fn, colour in (
             ("hr", self._hr, self.colour),
             ("fsr", self._fsr, self.fsr_colour),
+            ("lr", self._lr, self.fsr_colour),
         ):
             idx = [i for i, r in enumerate(routes) if r == route]
             for start in range(0, len(idx), self.batch_size):
@@ -370,7 +403,7 @@ class Recognizer:
                     label=labels_lib.CLASS_NAMES[k],
                     confidence=float(p[k]),
                     in_trained_range=(
-                        route != "fsr" or top is None or scale <= top
+                        route == "hr" or top is None or scale <= top
                     ),
                 )
             )

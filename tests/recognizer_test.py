@@ -131,6 +131,52 @@ def test_face_size_sets_the_effective_scale(bundle, tiny_run):
         recognizer_lib.Recognizer(tiny_run["fer"]["final"], face_size=-1)
 
 
+def test_lr_route_reads_small_faces_with_the_lr_model(tiny_run, tmp_path):
+    # A second CovPoolFER (the HR one with its last bias moved) stands in
+    # for a model trained on LR faces too.
+    lr_model = keras.models.load_model(tiny_run["fer"]["final"])
+    bias = lr_model.weights[-1]
+    bias.assign(bias.numpy() + np.arange(bias.shape[0], dtype="float32"))
+    path = str(tmp_path / "lr.keras")
+    lr_model.save(path)
+    rec = recognizer_lib.Recognizer(
+        tiny_run["fer"]["final"],
+        tiny_run["fsr"]["generator"],
+        fsr_backbone=path,
+        above="lr",
+        threshold=3,
+        detector="none",
+    )
+    rng = np.random.default_rng(3)
+    crops = [rng.integers(0, 256, (s, s, 3), np.uint8) for s in (50, 25, 12)]
+    faces = rec.classify_faces(crops)
+    assert [f.route for f in faces] == ["hr", "lr", "lr"]
+    prepared = recognizer_lib.prepare_faces(crops, 100)
+    fer = keras.models.load_model(tiny_run["fer"]["final"])
+    want_lr = keras.ops.softmax(lr_model(prepared)).numpy()
+    want_hr = keras.ops.softmax(fer(prepared)).numpy()
+    np.testing.assert_allclose(faces[0].probabilities, want_hr[0], atol=1e-5)
+    for i in (1, 2):
+        np.testing.assert_allclose(
+            faces[i].probabilities, want_lr[i], atol=1e-5
+        )
+        assert np.abs(want_lr[i] - want_hr[i]).max() > 1e-3
+    # fsr="always" still takes G; "never" the HR model.
+    assert {
+        f.route
+        for f in rec.__class__(
+            fer,
+            tiny_run["fsr"]["generator"],
+            fsr_backbone=path,
+            above="lr",
+            fsr="always",
+            detector="none",
+        ).classify_faces(crops)
+    } == {"fsr"}
+    with pytest.raises(errors.ConfigError, match="above='lr' needs"):
+        recognizer_lib.Recognizer(fer, above="lr")
+
+
 def test_classify_faces_routes_and_matches_the_models(rec, tiny_run):
     rng = np.random.default_rng(2)
     sides = (100, 50, 34, 25, 12, 10)  # scales 1, 2, 2.94, 4, 8.3, 10

@@ -55,6 +55,14 @@ def define_flags():
         ["2", "3", "4", "5", "6", "7", "8"],
         "Scales G was trained on.",
     )
+    flags.DEFINE_enum(
+        "above",
+        "fsr",
+        ["fsr", "lr"],
+        "Route of the faces from --threshold on: 'fsr' (G on the backbone's "
+        "feature) or 'lr' (--fsr_backbone alone, without G; when G did not "
+        "beat it on val).",
+    )
     flags.DEFINE_integer(
         "face_size",
         48,
@@ -97,6 +105,7 @@ def export(
     preset="fer2013",
     colour="grey",
     face_size=None,
+    above="fsr",
 ):
     """Writes the model directory; returns recognizer.json's dict."""
     import fsr_fer_tf  # noqa: F401  (registers the custom layers)
@@ -108,6 +117,11 @@ def export(
     errors.require(threshold and threshold > 0, "--threshold must be > 0.")
     errors.require(
         face_size is None or face_size > 0, "--face_size must be > 0."
+    )
+    errors.require(
+        above == "fsr" or fsr_backbone,
+        "--above=lr needs --fsr_backbone (a CovPoolFER trained on LR faces "
+        "too).",
     )
     fer = with_metadata(fsr_loop.load_fer_model(fer_model), preset, colour)
     backbone = fer
@@ -125,6 +139,7 @@ def export(
         "fsr_backbone": "fer.keras" if backbone is fer else "fer_fsr.keras",
         "fsr_fer": "fsr_fer.keras",
         "threshold": float(threshold),
+        "above": above,
         "trained_scales": [int(s) for s in trained_scales],
         "input_size": int(fer.input_shape[1]),
         "face_size": int(face_size or fer.input_shape[1]),
@@ -160,6 +175,7 @@ def main(argv):
         FLAGS.preset,
         FLAGS.colour,
         FLAGS.face_size,
+        FLAGS.above,
     )
     sizes = {
         name: os.path.getsize(os.path.join(FLAGS.out_dir, name))

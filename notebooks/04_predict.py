@@ -11,11 +11,14 @@ Run: from notebooks/, with the shipped models (checkpoints/fer2013) or a
 # %% [markdown]
 # `fsr_fer_tf.Recognizer` finds faces (OpenCV's Haar cascade), crops each
 # to a square, brings it to 100x100 with MATLAB bicubic and gives it an
-# effective scale s = 100 / face side: the factor by which the training
-# protocol would have shrunk a 100x100 face to get this one. Faces with s
-# at least the recognizer's threshold go through the feature
-# super-resolution route `C(G(SPD(CNN(face))))`, the others through
-# CovPoolFER alone. The picture below is made of FER-2013 validation faces
+# effective scale s = face_size / face side: the factor by which the
+# training protocol would have shrunk a training face to get this one
+# (face_size is the training faces' side: 48 for the shipped FER-2013
+# models, so a 48-pixel face is x1; 100 for RAF-DB). Faces with s at
+# least the recognizer's threshold take its low-resolution route: the
+# feature super-resolution route `C(G(SPD(CNN(face))))` ("fsr") or the
+# CovPoolFER trained on LR faces too ("lr"), whichever won on val
+# (MODEL_CARD.md); the others go through the HR CovPoolFER alone ("hr"). The picture below is made of FER-2013 validation faces
 # (from `../shared/data/fer2013/val` when it is there, else the bundled
 # procedural faces), so every true box and label is known.
 
@@ -54,7 +57,8 @@ else:  # a run folder of fsr-fer-demo: RUN_DIR/fer and RUN_DIR/fsr
     )
     source = f"run folder {os.path.abspath(RUN_DIR)}"
 print(f"models: {source}")
-print(f"FSR route from effective scale {recognizer.threshold:g} on; "
+print(f"route {recognizer.above!r} from effective scale "
+      f"{recognizer.threshold:g} on (face_size {recognizer.face_size:g}); "
       f"faces read as {recognizer.colour}")
 
 
@@ -107,8 +111,8 @@ display(Markdown("\n".join(rows)))
 # %% [markdown]
 # ## The annotated picture
 #
-# Green boxes took the HR route, orange ones ("SR") the FSR route; the text
-# is the predicted label and its probability. `fsr-fer-predict` writes the
+# Green boxes took the HR route, orange ones the FSR ("SR") or LR ("LR")
+# route; the text is the predicted label and its probability. `fsr-fer-predict` writes the
 # same picture into `OUT_DIR/annotated/`.
 
 # %%
@@ -126,7 +130,7 @@ show(fig)
 # are the measured accuracy per scale.
 
 # %%
-for route in ("hr", "fsr"):
+for route in ("hr", "fsr", "lr"):
     pairs = [(truth[i], found[j]) for i, j in matched.items()
              if found[j].route == route]
     if pairs:

@@ -20,8 +20,8 @@ Rows (every one on the very same faces of `--eval_split`, x1..x8):
   the paper did not run; needs `--ms_fer_model`);
 - one row per variant (`VARIANTS`; `--variants` picks some), and for the
   `paper` run the generators of `--snapshot_steps` (training length);
-- `routed`: for each G row, the HR model below a scale threshold and the
-  G row from it on, with the threshold that maximises the mean over x1..x8
+- `routed`: for each G row and for `multiscale`, the HR model below a
+  scale threshold and that row from it on, with the threshold that maximises the mean over x1..x8
   (chosen on this split, as predict chooses it).
 
 Each cell is total accuracy (%) with the bootstrap std over faces (the same
@@ -431,7 +431,12 @@ def build_table(correct, rows, context, bootstrap=1000, seed=0):
         if name not in correct:
             continue
         add(name, label, beyond, correct[name])
-    for name, label, beyond in rows:
+    candidates = list(rows)
+    if "multiscale" in correct:  # the LR route without G is one too
+        candidates.append(
+            ("multiscale", "the CovPoolFER trained on x1..x8, no G", True)
+        )
+    for name, label, beyond in candidates:
         if name not in correct:
             continue
         threshold, hits = routed(correct["bicubic"], correct[name])

@@ -139,13 +139,23 @@ def test_build_table_and_markdown(tool):
         bootstrap=50,
     )  # fmt: skip
     rows = table["rows"]
-    assert list(rows) == ["bicubic", "multiscale", "paper", "routed_paper"]
+    assert list(rows) == [
+        "bicubic", "multiscale", "paper", "routed_paper", "routed_multiscale",
+    ]  # fmt: skip
     assert "acceptance" not in rows["bicubic"]
     assert rows["multiscale"]["acceptance"]["vs_multiscale"] is None
     assert rows["routed_paper"]["threshold"] in range(1, 10)
     assert table["context"]["n_images"] == n
     md = tool.table_markdown(table)
-    assert md.count("\n| ") == 5  # header + 4 rows
+    assert md.count("\n| ") == 6  # header + 5 rows
+    # Routing to the multi-scale model at every scale from its threshold on.
+    t = rows["routed_multiscale"]["threshold"]
+    for k in KEYS:
+        source = "multiscale" if int(k[1:]) >= t else "bicubic"
+        assert (
+            rows["routed_multiscale"]["accuracy"][k]
+            == rows[source]["accuracy"][k]
+        )
     assert "300 faces" in md and "*beyond*" in md
     json.dumps(table)  # serialisable as written
 

@@ -51,6 +51,7 @@ embedding's batch-norm and the logits are float32 islands; under
 """
 
 import dataclasses
+import os
 
 import keras
 
@@ -439,3 +440,34 @@ def covpoolfer_parts(model):
 def model_metadata(model):
     """The `metadata` dict of a CovPoolFER model ({} for other models)."""
     return dict(getattr(model, "metadata", None) or {})
+
+
+def load_covpoolfer(path, flag):
+    """Loads a stage-1 `.keras` CovPoolFER named by the flag `flag`.
+
+    Raises:
+        ConfigError: missing file, not a Keras file, or not a CovPoolFER.
+    """
+    hint = (
+        "train one with `python -m fsr_fer_tf.train_fer`, which writes "
+        "MODEL_DIR/final.keras"
+    )
+    if not path:
+        raise ConfigError(f"{flag} is required; {hint}.")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{flag} {path} does not exist; {hint}.")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # Keras raises many types for a bad file.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ConfigError(
+            f"{flag} {path} is not a loadable .keras model "
+            f"({type(e).__name__}: {first[:200]}); {hint}."
+        ) from None
+    try:
+        covpoolfer_parts(model)
+    except UserError as e:
+        raise ConfigError(
+            f"{flag} {path} is not a CovPoolFER model; {hint}."
+        ) from e
+    return model

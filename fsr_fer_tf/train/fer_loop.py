@@ -54,20 +54,12 @@ def load_initial_weights(model, path):
     """Copies the weights of the CovPoolFER saved at `path` into `model`.
 
     Raises:
-        errors.ConfigError: no such file, not a Keras model, or a model whose
-            weights do not match `model`'s (another preset or sizes).
+        errors.ConfigError: no such file, not a CovPoolFER `.keras` file,
+            or a model whose weights do not match `model`'s (another preset
+            or sizes).
     """
     flag = "--init_from"
-    errors.require(
-        os.path.isfile(path),
-        f"{flag} {path!r} does not exist; give a stage-1 .keras file.",
-    )
-    try:
-        source = keras.saving.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001 - any load failure, one line
-        raise errors.ConfigError(
-            f"{flag} {path!r} is not a loadable Keras model ({e})."
-        ) from None
+    source = covpool.load_covpoolfer(path, flag)
     theirs = source.get_weights()
     ours = model.get_weights()
     errors.require(

@@ -102,28 +102,7 @@ def load_fer_model(path):
     Raises:
         ConfigError: missing file, not a Keras file, or not a CovPoolFER.
     """
-    hint = (
-        "train one with `python -m fsr_fer_tf.train_fer`, which writes "
-        "MODEL_DIR/final.keras"
-    )
-    if not path:
-        raise errors.ConfigError(f"--fer_model is required; {hint}.")
-    if not os.path.isfile(path):
-        raise errors.ConfigError(f"--fer_model {path} does not exist; {hint}.")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as e:  # Keras raises many types for a bad file.
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise errors.ConfigError(
-            f"--fer_model {path} is not a loadable .keras model "
-            f"({type(e).__name__}: {first[:200]}); {hint}."
-        ) from None
-    try:
-        covpool.covpoolfer_parts(model)
-    except errors.UserError as e:
-        raise errors.ConfigError(
-            f"--fer_model {path} is not a CovPoolFER model; {hint}."
-        ) from e
+    model = covpool.load_covpoolfer(path, "--fer_model")
     model.trainable = False
     return model
 

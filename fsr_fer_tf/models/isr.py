@@ -871,7 +871,10 @@ def load_isr(path, flag="--isr_model"):
     Raises:
         ConfigError: missing file, not a Keras file, or not a MetaSR/RCAN.
     """
-    hint = "train one with the image-SR baseline trainer, which writes a .keras"
+    hint = (
+        "train one with `python -m fsr_fer_tf.train_isr`, which writes "
+        "MODEL_DIR/isr.keras"
+    )
     if not path:
         raise ConfigError(f"{flag} is required; {hint}.")
     if not os.path.isfile(path):

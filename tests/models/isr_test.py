@@ -204,6 +204,19 @@ def test_gradients_mixed_batch_with_empty_group(metasr, rcans):
             assert np.isfinite(np.asarray(g)).all(), w.path
         assert any(np.abs(np.asarray(g)).max() > 0 for g in grads)
 
+    # The same in a graph (as training runs it): the empty group's branch
+    # of its tf.cond gives zero, finite gradients.
+    @tf.function
+    def graph_grads(x, s):
+        with tf.GradientTape() as tape:
+            y = metasr({"lr": x, "scale": s}, training=True)
+            loss = tf.reduce_mean(tf.abs(y - 100.0))
+        return tape.gradient(loss, metasr.trainable_weights)
+
+    for w, g in zip(metasr.trainable_weights, graph_grads(lr, scales)):
+        assert g is not None, w.path
+        assert np.isfinite(np.asarray(g)).all(), w.path
+
 
 def _l1_steps(model, inputs, target, steps=5):
     optimizer = keras.optimizers.Adam(1e-3)
@@ -257,7 +270,7 @@ def test_mixed_float16():
 
 
 def test_unserved_scale(metasr, rcans):
-    lr, scales, natives = _faces((2, 3), seed=16)
+    lr, _, natives = _faces((2, 3), seed=16)
     bad = np.array([2, 9], "int32")
     with pytest.raises(ConfigError, match=r"got samples at \[9\]\.$"):
         metasr({"lr": lr, "scale": bad})

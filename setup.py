@@ -127,6 +127,7 @@ setuptools.setup(
             "fsr-fer-inspect=fsr_fer_tf.data.inspect:run",
             "fsr-fer-train-fer=fsr_fer_tf.train_fer:run",
             "fsr-fer-train-fsr=fsr_fer_tf.train_fsr:run",
+            "fsr-fer-train-isr=fsr_fer_tf.train_isr:run",
             "fsr-fer-evaluate=fsr_fer_tf.evaluate:run",
             "fsr-fer-demo=fsr_fer_tf.demo:run",
             "fsr-fer-predict=fsr_fer_tf.predict:run",

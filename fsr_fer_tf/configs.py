@@ -459,6 +459,124 @@ RECIPE_SCHEDULES = {
 }
 
 
+@dataclasses.dataclass
+class ISRModelConfig:
+    """An image-SR baseline of the paper's Table 1 (`models/isr.py`).
+
+    Attributes:
+        channels: feature channels.
+        blocks: Meta-SR: residual blocks of its EDSR-baseline encoder;
+            RCAN: residual channel-attention blocks per group.
+        groups: RCAN: residual groups.
+        reduction: RCAN: channel-attention reduction factor.
+        meta_hidden: Meta-SR: hidden units of the weight-prediction network.
+        res_scale: Meta-SR: residual scaling of the encoder's blocks.
+    """
+
+    channels: int = 64
+    blocks: int = 16
+    groups: int = 10
+    reduction: int = 16
+    meta_hidden: int = 256
+    res_scale: float = 1.0
+
+
+ISR_MODELS = ("metasr", "rcan")
+
+# Per preset, per model. "paper": the sizes of the Meta-SR (Hu et al. 2019:
+# EDSR-baseline, 64 channels, 16 blocks, 256 hidden units) and RCAN (Zhang et
+# al. 2018: 10 groups of 20 blocks, 64 channels, reduction 16) papers.
+ISR_MODEL_PRESETS = {
+    "paper": {
+        "metasr": ISRModelConfig(),
+        "rcan": ISRModelConfig(blocks=20),
+    },
+    "fer2013": {
+        "metasr": ISRModelConfig(channels=32, blocks=6, meta_hidden=64),
+        "rcan": ISRModelConfig(channels=32, blocks=4, groups=2, reduction=8),
+    },
+    "demo": {
+        "metasr": ISRModelConfig(channels=16, blocks=2, meta_hidden=16),
+        "rcan": ISRModelConfig(channels=16, blocks=2, groups=1, reduction=4),
+    },
+}
+
+
+@dataclasses.dataclass
+class ISRTrainConfig:
+    """Training of an image-SR baseline (L1 on the same LR synthesis).
+
+    Attributes:
+        batch_size: HR/LR pairs per step (Meta-SR, RCAN: 16).
+        steps: optimizer updates.
+        scales: Meta-SR: the scales, one drawn per sample; RCAN: its one
+            scale.
+        learning_rate: Adam learning rate (both papers: 1e-4).
+        lr_boundaries: steps at which it is multiplied by `lr_decay`.
+        lr_decay: the factor at each boundary (both papers: halved).
+        beta_1: Adam beta_1.
+        beta_2: Adam beta_2.
+        adam_epsilon: Adam epsilon.
+        random_flip: random horizontal flips of the HR face.
+        fer_weight: beyond the paper, after SR-FER (seed 002): weight of a
+            consistency term of the frozen `--fer_model` between the SR
+            and the HR face (0: L1 only, as Meta-SR and RCAN).
+        fer_loss: that term: "feature" (mean squared difference of the
+            d x d SPD features), "prediction" (KL divergence of the
+            softmax predictions, HR's as the target) or "both" (their sum).
+        eval_every: validation (PSNR/SSIM; accuracy with --fer_model) every
+            this many steps.
+        eval_images: validation images per scale, a fixed stratified
+            subset (0: the whole split).
+        log_every: steps between progress lines and train summaries.
+        checkpoint_every: steps between checkpoints.
+        mixed_precision: run the SR model under the mixed_float16 policy.
+        seed: seed of weights, data order, scales and flips.
+    """
+
+    batch_size: int = 16
+    steps: int = 1_000_000
+    scales: str = "2,3,4,5,6,7,8"
+    learning_rate: float = 1e-4
+    lr_boundaries: str = "200000,400000,600000,800000"
+    lr_decay: float = 0.5
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    adam_epsilon: float = 1e-8
+    random_flip: bool = True
+    fer_weight: float = 0.0
+    fer_loss: str = "both"
+    eval_every: int = 5000
+    eval_images: int = 0
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    mixed_precision: bool = False
+    seed: int = 0
+
+
+ISR_TRAIN_PRESETS = {
+    "paper": ISRTrainConfig(),
+    "fer2013": ISRTrainConfig(
+        steps=3000,
+        learning_rate=3e-4,
+        lr_boundaries="2000",
+        eval_every=500,
+        eval_images=350,
+        log_every=50,
+        checkpoint_every=250,
+    ),
+    "demo": ISRTrainConfig(
+        steps=200,
+        learning_rate=5e-4,
+        lr_boundaries="150",
+        eval_every=100,
+        eval_images=70,
+        log_every=25,
+        checkpoint_every=100,
+    ),
+}
+
+
 def replace(config, **overrides):
     """dataclasses.replace that names an unknown field in a ConfigError."""
     known = {f.name for f in dataclasses.fields(config)}

@@ -72,10 +72,12 @@ def collect(
         split: a `sources.Split`.
         scales: LR scales to evaluate (1 = the HR face itself).
         batch_size: evaluation batch size.
-        predict: fn(batch dict) -> {method name: logits [B, K]} where the
-            batch dict is the pipeline's ("hr", "lr", "label", "index", ...).
-            One call serves every method, so they can share work (e.g. the
-            LR feature) and always see the same images.
+        predict: fn(batch dict) -> {method name: logits [B, K], or a dict
+            of per-image arrays ("logits" [B, K], "psnr" [B], "ssim" [B],
+            any of them)} where the batch dict is the pipeline's ("hr",
+            "lr", "label", "index", "scale", ...). One call serves every
+            method, so they can share work (e.g. the LR feature) and always
+            see the same images; a method may skip a scale (no entry).
         limit: evaluate a fixed stratified subset of `limit` images
             (`limit_split`; 0: all).
         log_every: log progress every this many batches (0: never).
@@ -85,8 +87,8 @@ def collect(
             (`input_size(model)`).
 
     Returns:
-        {method: {scale key: {"labels": int [N], "logits": float [N, K],
-        "index": int [N]}}}.
+        {method: {scale key: {"labels": int [N], "index": int [N], and what
+        the method gave: "logits": float [N, K], "psnr", "ssim": [N]}}}.
     """
     split = limit_split(split, limit)
     out = {}
@@ -106,10 +108,13 @@ def collect(
         for b, batch in enumerate(ds):
             labels.append(batch["label"].numpy())
             indices.append(batch["index"].numpy())
-            for name, logits in predict(batch).items():
-                gathered.setdefault(name, []).append(
-                    np.asarray(logits, np.float32)
-                )
+            for name, values in predict(batch).items():
+                if not isinstance(values, dict):
+                    values = {"logits": values}
+                for what, array in values.items():
+                    gathered.setdefault(name, {}).setdefault(what, []).append(
+                        np.asarray(array, np.float32)
+                    )
             if log_every and (b + 1) % log_every == 0:
                 logging.info(
                     "  x%d: batch %d/%d (%.1f img/s)",
@@ -120,31 +125,118 @@ def collect(
                 )
         labels = np.concatenate(labels)
         indices = np.concatenate(indices)
-        for name, chunks in gathered.items():
-            out.setdefault(name, {})[scale_key(scale)] = {
-                "labels": labels,
-                "logits": np.concatenate(chunks),
-                "index": indices,
-            }
+        for name, arrays in gathered.items():
+            entry = {"labels": labels, "index": indices}
+            entry.update({k: np.concatenate(v) for k, v in arrays.items()})
+            out.setdefault(name, {})[scale_key(scale)] = entry
+    return out
+
+
+def summarize_entry(entry, class_names=labels_lib.CLASS_NAMES):
+    """One method at one scale: `metrics.summarize` of its predictions (if
+    it made any) plus its mean "psnr" and "ssim" (if it made images)."""
+    out = {}
+    if "logits" in entry:
+        out = metrics.summarize(
+            metrics.confusion_matrix(
+                entry["labels"],
+                np.argmax(entry["logits"], axis=-1),
+                num_classes=len(class_names),
+            ),
+            class_names,
+        )
+    for what in ("psnr", "ssim"):
+        if what in entry:
+            out[what] = float(np.mean(entry[what].astype(np.float64)))
     return out
 
 
 def summarize(collected, class_names=labels_lib.CLASS_NAMES):
-    """{name: {scale key: metrics.summarize(...)}} from `collect`'s output."""
+    """{name: {scale key: `summarize_entry`}} from `collect`'s output."""
     return {
         name: {
-            key: metrics.summarize(
-                metrics.confusion_matrix(
-                    r["labels"],
-                    np.argmax(r["logits"], axis=-1),
-                    num_classes=len(class_names),
-                ),
-                class_names,
-            )
-            for key, r in per_scale.items()
+            key: summarize_entry(r, class_names) for key, r in per_scale.items()
         }
         for name, per_scale in collected.items()
     }
+
+
+def image_quality(sr, hr, scale):
+    """Per-image PSNR (dB) and SSIM of faces against the HR faces: Y
+    channel, `scale` border pixels shaved, outputs rounded to uint8 (the SR
+    literature's MATLAB conventions, `image_metrics`)."""
+    from fsr_fer_tf import image_metrics
+
+    sr, hr = np.asarray(sr), np.asarray(hr)
+    return {
+        "psnr": image_metrics.psnr(sr, hr, shave=scale),
+        "ssim": image_metrics.ssim(sr, hr, shave=scale),
+    }
+
+
+def _batch_scale(batch):
+    return int(batch["scale"][0])
+
+
+def combine_predicts(*predicts):
+    """One `collect` predict from several: their methods side by side (a
+    method two of them give merges, e.g. bicubic's logits and its PSNR)."""
+
+    def predict(batch):
+        out = {}
+        for p in predicts:
+            for name, values in p(batch).items():
+                if not isinstance(values, dict):
+                    values = {"logits": values}
+                out.setdefault(name, {}).update(values)
+        return out
+
+    return predict
+
+
+def bicubic_quality_predict():
+    """fn(batch) -> {"bicubic": {"psnr", "ssim"}} of the bicubic-upsampled
+    LR face (the pipeline's "lr"), at every scale but 1 (where it is the HR
+    face)."""
+
+    def predict(batch):
+        scale = _batch_scale(batch)
+        if scale == 1:
+            return {}
+        lr = batch.get("lr_noisy", batch["lr"])
+        return {"bicubic": image_quality(lr, batch["hr"], scale)}
+
+    return predict
+
+
+def isr_predict(isr_model, fer_model=None, name="sr"):
+    """fn(batch) -> {name: {"psnr", "ssim"[, "logits"]}} of an image-SR
+    model (`models/isr.py`): SR face from the native LR face (the batch
+    needs "lr_native": `collect(..., lr_native=True)`), its quality against
+    the HR face and, with a CovPoolFER, that model's logits on it. Scales
+    the SR model does not serve (and 1) give no entry."""
+    import tensorflow as tf
+
+    from fsr_fer_tf.models import isr
+
+    served = set(isr.served_scales(isr_model))
+    classify = None
+    if fer_model is not None:
+        classify = tf.function(
+            lambda x: fer_model(x, training=False), reduce_retracing=True
+        )
+
+    def predict(batch):
+        scale = _batch_scale(batch)
+        if scale not in served:
+            return {}
+        sr = isr.super_resolve(isr_model, batch["lr_native"], scale)
+        out = image_quality(sr, batch["hr"], scale)
+        if classify is not None:
+            out["logits"] = classify(sr)
+        return {name: out}
+
+    return predict
 
 
 def cross_entropy(logits, labels):
@@ -296,11 +388,17 @@ def noisy_predict(predict, sigma, image_size, seed=0):
             fn_output_signature=tf.float32,
         )
         noisy = tf.cast(tf.round(tf.clip_by_value(noisy, 0, 255)), tf.uint8)
+        native_noisy = tf.cast(noisy, tf.float32)
         if noisy.shape[1] != image_size:
             noisy = imresize_lib.imresize(
                 noisy, output_size=(image_size, image_size)
             )
-        batch = dict(batch, lr_noisy=tf.cast(noisy, tf.float32))
+        # Image-SR methods read "lr_native": they see the noisy face too.
+        batch = dict(
+            batch,
+            lr_noisy=tf.cast(noisy, tf.float32),
+            lr_native=native_noisy,
+        )
         return predict(batch)
 
     return wrapped
@@ -352,10 +450,13 @@ def fit_svms(
 
 
 def apply_svms(collected, svms):
-    """Replaces each method's logits by its SVM's decision scores."""
+    """Replaces each method's logits by its SVM's decision scores (an image
+    SR method's by bicubic's: CovPoolFER on a face image either way)."""
     for method, per_scale in collected.items():
+        classifier = svms.get(method, svms["bicubic"])
         for r in per_scale.values():
-            r["logits"] = svms[method].decision_function(r["logits"])
+            if "logits" in r:
+                r["logits"] = classifier.decision_function(r["logits"])
 
 
 def evaluate(
@@ -370,20 +471,32 @@ def evaluate(
     seed=0,
     svms=None,
     strategy=None,
+    isr_models=(),
 ):
     """Every method on the same images at every scale (+ optional noise).
 
-    With `svms` (from `fit_svms`), predictions are the SVMs' instead of the
-    argmax of the head's logits. With a `strategy`, every batch is split
-    over its replicas (`make_predict`).
+    Methods: "bicubic" (with the PSNR/SSIM of its faces), "fsr" (with a
+    generator), one per image-SR model of `isr_models` (its SR face ->
+    CovPoolFER, with PSNR/SSIM, at the scales it serves) and "hr". With
+    `svms` (from `fit_svms`), predictions are the SVMs' instead of the
+    argmax of the head's logits. With a `strategy`, every batch of the
+    CovPoolFER/FSR methods is split over its replicas (`make_predict`).
+
+    Args:
+        isr_models: ((method name, image-SR model), ...).
 
     Returns:
         (summaries, collected, noise): summaries is {"hr": {"x1": ...},
-        "bicubic": {scale key: ...}, "fsr": {...}} as `metrics.summarize`
-        dicts; collected holds the raw labels/logits/index per method and
-        scale; noise is {"sigma=<s>": {method: {scale key: summary}}}.
+        "bicubic": {scale key: ...}, "fsr": {...}, ...} of
+        `summarize_entry` dicts; collected holds the raw per-image arrays
+        per method and scale; noise is {"sigma=<s>": {method: {scale key:
+        summary}}}.
     """
-    predict = make_predict(fer_model, generator, strategy)
+    predict = combine_predicts(
+        make_predict(fer_model, generator, strategy),
+        bicubic_quality_predict(),
+        *[isr_predict(m, fer_model, name) for name, m in isr_models],
+    )
     image_size = input_size(fer_model)
     collected = collect(
         split,
@@ -392,6 +505,7 @@ def evaluate(
         predict,
         limit=limit,
         log_every=log_every,
+        lr_native=bool(isr_models),
         image_size=image_size,
     )
     # "hr": CovPoolFER on the 100x100 face, which bicubic at x1 already is

@@ -5,7 +5,10 @@
 
 Methods, on exactly the same images: `hr` (CovPoolFER on the 100x100 face),
 `bicubic` (CovPoolFER on the LR face upsampled by bicubic: the paper's
-"Bicubic" row) and `fsr` (C(G(SPD(CNN(I_lr)))), when --fsr_model is given).
+"Bicubic" row), `fsr` (C(G(SPD(CNN(I_lr)))), when --fsr_model is given) and
+one per --isr_model file (CovPoolFER on the face an image-SR model makes from
+the native LR face: the paper's RCAN / Meta-SR rows), named after the file's
+stem. `bicubic` and the image-SR methods also get PSNR and SSIM.
 Writes results.json, table1.md, table1.csv, accuracy_vs_scale.png,
 confusion_x{s}.png and examples.png in --out_dir.
 """
@@ -40,6 +43,14 @@ def define_flags():
         None,
         "Optional stage-2 generator .keras file (train_fsr's "
         "generator.keras or generator_best.keras); adds the 'fsr' method.",
+    )
+    flags.DEFINE_list(
+        "isr_model",
+        [],
+        "Optional image-SR .keras files (train_isr's isr.keras), comma-"
+        "separated; each adds a method (SR face -> CovPoolFER, with PSNR "
+        "and SSIM) named after its file's stem, e.g. metasr.keras -> "
+        "'metasr'.",
     )
     flags.DEFINE_string(
         "split",
@@ -129,18 +140,31 @@ def example_indices(labels, count):
     return (chosen + rest)[:count]
 
 
-def examples_figure(split, collected, scales, indices, image_size=100):
-    """The same faces at every scale with true and predicted labels."""
+def examples_figure(
+    split, collected, scales, indices, image_size=100, isr_models=()
+):
+    """The same faces at every scale with true and predicted labels: per
+    scale the bicubic face (captioned with bicubic's and FSR's predictions),
+    then each image-SR model's face where it serves the scale."""
     import numpy as np
 
     from fsr_fer_tf import labels as labels_lib
     from fsr_fer_tf import plots
     from fsr_fer_tf.data import pipeline
+    from fsr_fer_tf.models import isr
 
     names = labels_lib.CLASS_NAMES
     short = {"bicubic": "bic", "fsr": "fsr", "hr": "hr"}
-    images, captions, colours = [], [], []
+
+    def prediction(method, key, i):
+        r = collected.get(method, {}).get(key)
+        if r is None or "logits" not in r:
+            return None
+        pos = int(np.nonzero(r["index"] == i)[0][0])
+        return int(np.argmax(r["logits"][pos]))
+
     subset = split.subset(indices)
+    columns = []  # per scale and column: (images, captions, colours)
     for scale in scales:
         key = f"x{scale}"
         batch = next(
@@ -151,32 +175,55 @@ def examples_figure(split, collected, scales, indices, image_size=100):
                     training=False,
                     scales=(scale,),
                     image_size=image_size,
+                    lr_native=bool(isr_models),
                 )
             )
         )
+        images, captions, colours = [], [], []
         for row, i in enumerate(indices):
+            truth = int(split.labels[i])
             parts, ok = [], True
             for method in ("bicubic", "fsr"):
-                r = collected.get(method, {}).get(key)
-                if r is None:
-                    continue
-                pos = int(np.nonzero(r["index"] == i)[0][0])
-                pred = int(np.argmax(r["logits"][pos]))
-                parts.append(f"{short[method]}: {names[pred]}")
-                ok = ok and pred == int(split.labels[i])
+                pred = prediction(method, key, i)
+                if pred is not None:
+                    parts.append(f"{short[method]}: {names[pred]}")
+                    ok = ok and pred == truth
             images.append(batch["lr"].numpy()[row])
-            captions.append(
-                f"{key} {names[split.labels[i]]}\n" + "\n".join(parts)
-            )
+            captions.append(f"{key} {names[truth]}\n" + "\n".join(parts))
             colours.append("green" if ok else "red")
-    # Reorder: one row per face, one column per scale.
-    n = len(indices)
-    order = [s * n + f for f in range(n) for s in range(len(scales))]
+        columns.append((images, captions, colours))
+        for name, model in isr_models:
+            if scale not in isr.served_scales(model):
+                continue
+            sr = isr.super_resolve(model, batch["lr_native"], scale).numpy()
+            preds = [prediction(name, key, i) for i in indices]
+            columns.append(
+                (
+                    list(sr),
+                    [
+                        f"{key} {name}" + ("" if p is None else f"\n{names[p]}")
+                        for p in preds
+                    ],
+                    [
+                        "black"
+                        if p is None
+                        else ("green" if p == split.labels[i] else "red")
+                        for p, i in zip(preds, indices)
+                    ],
+                )
+            )
+    # One row per face, one column per (scale, method).
+    images, captions, colours = [], [], []
+    for row in range(len(indices)):
+        for col_images, col_captions, col_colours in columns:
+            images.append(col_images[row])
+            captions.append(col_captions[row])
+            colours.append(col_colours[row])
     return plots.face_grid(
-        [images[o] for o in order],
-        [captions[o] for o in order],
-        ncols=len(scales),
-        colors=[colours[o] for o in order],
+        images,
+        captions,
+        ncols=len(columns),
+        colors=colours,
         title="true label, then predictions (green: all right)",
     )
 
@@ -190,6 +237,7 @@ def write_report(
     n_examples,
     figures=True,
     image_size=100,
+    isr_models=(),
 ):
     """Writes results.json, the tables and (unless `figures` is off) every
     figure; returns {file name: path}."""
@@ -205,7 +253,11 @@ def write_report(
         paths[name] = path
 
     write("results.json", json.dumps(results, indent=2))
-    write("table1.md", report.table1_markdown(results))
+    quality = report.quality_markdown(results)
+    write(
+        "table1.md",
+        report.table1_markdown(results) + (f"\n{quality}" if quality else ""),
+    )
     write("table1.csv", report.table1_csv(results))
     if not figures:
         return paths
@@ -226,58 +278,35 @@ def write_report(
         write(
             "examples.png",
             plots.figure_to_png(
-                examples_figure(split, collected, scales, indices, image_size)
+                examples_figure(
+                    split, collected, scales, indices, image_size, isr_models
+                )
             ),
             True,
         )
     return paths
 
 
-def evaluate_run(
-    fer_model_path,
-    fsr_model_path,
-    data_config,
-    split_name,
-    scales,
-    noise_sigmas,
-    out_dir,
-    batch_size=64,
-    limit=0,
-    n_examples=6,
-    dataset=None,
-    figures=True,
-    classifier="argmax",
-    svm_train_limit=0,
-    strategy=None,
-):
-    """Evaluates and writes the report; returns the results dict.
+def isr_method_names(paths):
+    """Method names of image-SR model files: each file's stem
+    (`metasr.keras` -> "metasr"), distinct and not a built-in method."""
+    names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    for name, path in zip(names, paths):
+        errors.require(
+            name not in ("hr", "bicubic", "fsr"),
+            f"--isr_model {path}: its method would be named '{name}', like a "
+            "built-in method; rename the file (e.g. metasr.keras).",
+        )
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    errors.require(
+        not dupes,
+        f"--isr_model files must have distinct names (the method names), "
+        f"got {', '.join(dupes)} twice; rename one.",
+    )
+    return names
 
-    Args:
-        fer_model_path: stage-1 .keras file.
-        fsr_model_path: stage-2 generator .keras file, or None.
-        data_config: a `configs.DataConfig`.
-        split_name: the split to evaluate.
-        scales: tuple of int scales (1 = HR).
-        noise_sigmas: tuple of noise stds (may be empty).
-        out_dir: the report folder.
-        batch_size: evaluation batch size.
-        limit: a fixed stratified subset of N images (0: all).
-        n_examples: faces in examples.png (0: no figure).
-        dataset: an already loaded `sources.Dataset`.
-        figures: write the PNG figures (results.json and the tables are
-            always written).
-        classifier: "argmax" or "svm" (see `svm.py`).
-        svm_train_limit: with "svm", fit on a stratified subset of N
-            training images.
-        strategy: a `tf.distribute.Strategy` whose replicas share each
-            batch (`mirrored` or `one_device`; None: one device).
-    """
-    from fsr_fer_tf import eval_lib
-    from fsr_fer_tf import labels as labels_lib
-    from fsr_fer_tf import paper
-    from fsr_fer_tf.data import loader
-    from fsr_fer_tf.train import fsr_loop
 
+def _check_arguments(scales, noise_sigmas, batch_size, classifier, out_dir):
     errors.require(scales, "--scales is empty; e.g. --scales=1,2,3,4,5,6,7,8.")
     errors.require(
         all(s >= 1 for s in scales), f"--scales must be >= 1, got {scales}."
@@ -292,8 +321,15 @@ def evaluate_run(
     )
     _check_out_dir(out_dir)
 
-    def scope():  # a strategy's scope is entered once per object
-        return strategy.scope() if strategy else contextlib.nullcontext()
+
+def load_models(fer_model_path, fsr_model_path, isr_model_paths, scales, scope):
+    """(CovPoolFER, generator or None, ((name, image-SR model), ...)),
+    each checked: 7 classes, a generator for this CovPoolFER's feature size,
+    image-SR models whose output is the CovPoolFER's input size."""
+    from fsr_fer_tf import eval_lib
+    from fsr_fer_tf import labels as labels_lib
+    from fsr_fer_tf.models import isr
+    from fsr_fer_tf.train import fsr_loop
 
     with scope():
         fer_model = fsr_loop.load_fer_model(fer_model_path)
@@ -324,6 +360,144 @@ def evaluate_run(
                 ",".join(map(str, trained)),
                 ",".join(map(str, untrained)),
             )
+    size = eval_lib.input_size(fer_model)
+    isr_models = []
+    for name, path in zip(isr_method_names(isr_model_paths), isr_model_paths):
+        model = isr.load_isr(path, "--isr_model")
+        errors.require(
+            model.out_size == size,
+            f"--isr_model {path} makes {model.out_size}x{model.out_size} "
+            f"faces but --fer_model takes {size}x{size}; pass an SR model "
+            f"trained for {size}x{size} faces.",
+        )
+        served = isr.served_scales(model)
+        missing = [s for s in scales if s > 1 and s not in served]
+        if missing:
+            logging.info(
+                "%s serves scales %s: no entry at %s.",
+                name,
+                ",".join(map(str, served)),
+                ",".join(map(str, missing)),
+            )
+        isr_models.append((name, model))
+    return fer_model, generator, tuple(isr_models)
+
+
+def results_dict(
+    dataset,
+    split_name,
+    n_images,
+    summaries,
+    noise,
+    model_paths,
+    data_config,
+    scales,
+    noise_sigmas,
+    batch_size,
+    limit,
+    classifier,
+):
+    """The content of results.json."""
+    from fsr_fer_tf import labels as labels_lib
+    from fsr_fer_tf import paper
+
+    fer_model_path, fsr_model_path, isr_model_paths = model_paths
+    results = {
+        "dataset": {
+            "name": dataset.name,
+            "data_dir": dataset.root,
+            "split": split_name,
+            "n_images": n_images,
+            "class_names": list(labels_lib.CLASS_NAMES),
+            "skipped": len(dataset.skipped),
+        },
+        "methods": summaries,
+        "config": {
+            "fer_model": os.path.abspath(fer_model_path),
+            "fsr_model": (
+                os.path.abspath(fsr_model_path) if fsr_model_path else None
+            ),
+            "isr_models": {
+                name: os.path.abspath(path)
+                for name, path in zip(
+                    isr_method_names(isr_model_paths), isr_model_paths
+                )
+            },
+            "scales": list(scales),
+            "noise_sigmas": list(noise_sigmas),
+            "batch_size": batch_size,
+            "limit": limit,
+            "classifier": (
+                "argmax of the head's logits"
+                if classifier == "argmax"
+                else "linear SVM on L2-normalised outputs, fitted on the train "
+                "split (released code's protocol)"
+            ),
+            "image_quality": "PSNR (dB) and SSIM on the Y channel, scale "
+            "pixels shaved, uint8-rounded faces (MATLAB conventions)",
+            "data": dataclasses.asdict(data_config),
+        },
+        "paper_table1": paper.table1_json(),
+    }
+    if noise:
+        results["noise"] = noise
+    return results
+
+
+def evaluate_run(
+    fer_model_path,
+    fsr_model_path,
+    data_config,
+    split_name,
+    scales,
+    noise_sigmas,
+    out_dir,
+    batch_size=64,
+    limit=0,
+    n_examples=6,
+    dataset=None,
+    figures=True,
+    classifier="argmax",
+    svm_train_limit=0,
+    strategy=None,
+    isr_model_paths=(),
+):
+    """Evaluates and writes the report; returns the results dict.
+
+    Args:
+        fer_model_path: stage-1 .keras file.
+        fsr_model_path: stage-2 generator .keras file, or None.
+        data_config: a `configs.DataConfig`.
+        split_name: the split to evaluate.
+        scales: tuple of int scales (1 = HR).
+        noise_sigmas: tuple of noise stds (may be empty).
+        out_dir: the report folder.
+        batch_size: evaluation batch size.
+        limit: a fixed stratified subset of N images (0: all).
+        n_examples: faces in examples.png (0: no figure).
+        dataset: an already loaded `sources.Dataset`.
+        figures: write the PNG figures (results.json and the tables are
+            always written).
+        classifier: "argmax" or "svm" (see `svm.py`).
+        svm_train_limit: with "svm", fit on a stratified subset of N
+            training images.
+        strategy: a `tf.distribute.Strategy` whose replicas share each
+            batch (`mirrored` or `one_device`; None: one device).
+        isr_model_paths: image-SR `.keras` files (train_isr's isr.keras);
+            each adds a method named after its file's stem.
+    """
+    from fsr_fer_tf import eval_lib
+    from fsr_fer_tf.data import loader
+
+    isr_model_paths = tuple(isr_model_paths or ())
+    _check_arguments(scales, noise_sigmas, batch_size, classifier, out_dir)
+
+    def scope():  # a strategy's scope is entered once per object
+        return strategy.scope() if strategy else contextlib.nullcontext()
+
+    fer_model, generator, isr_models = load_models(
+        fer_model_path, fsr_model_path, isr_model_paths, scales, scope
+    )
     if dataset is None:
         dataset = loader.load_dataset(data_config)
     split = dataset.split(split_name)
@@ -363,38 +537,22 @@ def evaluate_run(
         log_every=max(1, 640 // batch_size),
         svms=svms,
         strategy=strategy,
+        isr_models=isr_models,
     )
-    results = {
-        "dataset": {
-            "name": dataset.name,
-            "data_dir": dataset.root,
-            "split": split_name,
-            "n_images": n_images,
-            "class_names": list(labels_lib.CLASS_NAMES),
-            "skipped": len(dataset.skipped),
-        },
-        "methods": summaries,
-        "config": {
-            "fer_model": os.path.abspath(fer_model_path),
-            "fsr_model": (
-                os.path.abspath(fsr_model_path) if fsr_model_path else None
-            ),
-            "scales": list(scales),
-            "noise_sigmas": list(noise_sigmas),
-            "batch_size": batch_size,
-            "limit": limit,
-            "classifier": (
-                "argmax of the head's logits"
-                if classifier == "argmax"
-                else "linear SVM on L2-normalised outputs, fitted on the train "
-                "split (released code's protocol)"
-            ),
-            "data": dataclasses.asdict(data_config),
-        },
-        "paper_table1": paper.table1_json(),
-    }
-    if noise:
-        results["noise"] = noise
+    results = results_dict(
+        dataset,
+        split_name,
+        n_images,
+        summaries,
+        noise,
+        (fer_model_path, fsr_model_path, isr_model_paths),
+        data_config,
+        scales,
+        noise_sigmas,
+        batch_size,
+        limit,
+        classifier,
+    )
     split = eval_lib.limit_split(split, limit)  # the images evaluated
     paths = write_report(
         out_dir,
@@ -405,6 +563,7 @@ def evaluate_run(
         n_examples,
         figures,
         eval_lib.input_size(fer_model),
+        isr_models,
     )
     logging.info("Wrote %s", ", ".join(sorted(paths)))
     return results
@@ -421,7 +580,7 @@ def print_table(results, file=sys.stdout):
     )
     print("method".ljust(40) + "".join(k.rjust(8) for k in keys), file=file)
     for method, per_scale in results["methods"].items():
-        label = report.METHOD_LABELS.get(method, method) + " (ours)"
+        label = report.method_label(method) + " (ours)"
         cells = "".join(
             (
                 f"{100 * per_scale[k]['accuracy']:.2f}"
@@ -472,6 +631,7 @@ def main(argv):
         classifier=FLAGS.classifier,
         svm_train_limit=FLAGS.svm_train_limit,
         strategy=strategy,
+        isr_model_paths=[p for p in FLAGS.isr_model if p.strip()],
     )
     print_table(results)
     print(f"report: {out_dir}")

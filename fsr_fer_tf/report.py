@@ -22,6 +22,12 @@ METHOD_LABELS = {
 }
 
 
+def method_label(method):
+    """A method's row label; an image-SR method (named after its model
+    file) is "<name> + CovPoolFER", like the paper's "RCAN + CovPoolFER"."""
+    return METHOD_LABELS.get(method, f"{method} + CovPoolFER")
+
+
 def _scale_keys(results):
     keys = set()
     for per_scale in results["methods"].values():
@@ -34,7 +40,7 @@ def table_rows(results):
     keys = _scale_keys(results)
     rows = []
     for method, per_scale in results["methods"].items():
-        label = METHOD_LABELS.get(method, method)
+        label = method_label(method)
         rows.append(
             (
                 label,
@@ -100,6 +106,37 @@ def table1_markdown(results):
     return "\n".join(lines) + "\n"
 
 
+def quality_markdown(results):
+    """PSNR (dB) / SSIM per scale of every method that made face images
+    (bicubic and the image-SR models); "" when none did."""
+    keys = _scale_keys(results)
+    rows = [
+        (method, per_scale)
+        for method, per_scale in results["methods"].items()
+        if any("psnr" in r for r in per_scale.values())
+    ]
+    if not rows:
+        return ""
+    keys = [k for k in keys if any(k in v and "psnr" in v[k] for _, v in rows)]
+    lines = [
+        "PSNR (dB) / SSIM of the 100x100 faces against the HR faces (Y "
+        "channel, `scale` border pixels shaved, faces rounded to uint8).",
+        "",
+        "| method | " + " | ".join(keys) + " |",
+        "|---|" + "---|" * len(keys),
+    ]
+    for method, per_scale in rows:
+        cells = [
+            f"{per_scale[k]['psnr']:.2f} / {per_scale[k]['ssim']:.4f}"
+            if k in per_scale and "psnr" in per_scale[k]
+            else "-"
+            for k in keys
+        ]
+        label = "Bicubic" if method == "bicubic" else method
+        lines.append(f"| {label} (ours) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def table1_csv(results):
     """Table 1 as CSV: method, source, one column per scale, mean x2-x8."""
     keys, rows = table_rows(results)
@@ -136,7 +173,7 @@ def accuracy_vs_scale_figure(results):
             "-o",
             color=colours.get(method),
             lw=2,
-            label=f"{METHOD_LABELS.get(method, method)} (ours)",
+            label=f"{method_label(method)} (ours)",
         )
     paper_colours = {
         "Bicubic + CovPoolFER": "tab:blue",
@@ -181,8 +218,7 @@ def confusion_figure(results, key):
             ax,
             r["confusion"],
             results["dataset"]["class_names"],
-            f"{METHOD_LABELS.get(method, method)} {key}: "
-            f"{100 * r['accuracy']:.1f}%",
+            f"{method_label(method)} {key}: {100 * r['accuracy']:.1f}%",
         )
     fig.tight_layout()
     return fig

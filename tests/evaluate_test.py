@@ -295,3 +295,124 @@ def test_svm_classifier_protocol(tiny_run, tmp_path):
         assert results["methods"][method][key]["accuracy"] == expected
     # HR is bicubic at x1 with the same SVM: one application, same numbers.
     assert results["methods"]["hr"]["x1"] == results["methods"]["bicubic"]["x1"]
+
+
+@pytest.fixture(scope="module")
+def isr_eval(tiny_run, tmp_path_factory):
+    """evaluate_run with a Meta-SR and an x2 RCAN beside bicubic and FSR."""
+    from fsr_fer_tf.models import isr
+
+    folder = tmp_path_factory.mktemp("isr_eval")
+    keras.utils.set_random_seed(0)
+    metasr = isr.MetaSR(channels=4, blocks=1, meta_hidden=4, scales=(2, 4, 8))
+    rcan = isr.RCAN(scale=2, channels=4, groups=1, blocks=1, reduction=2)
+    paths = []
+    for name, model in (("metasr", metasr), ("rcan_x2", rcan)):
+        model(
+            {
+                "lr": np.zeros((1, 50, 50, 3), np.float32),
+                "scale": np.array([2], np.int32),
+            }
+        )
+        paths.append(str(folder / f"{name}.keras"))
+        model.save(paths[-1])
+    out = str(folder / "eval")
+    results = evaluate.evaluate_run(
+        tiny_run["fer"]["final"],
+        tiny_run["fsr"]["generator"],
+        tiny_run["data_config"],
+        "test",
+        (1, 2, 4),
+        (10.0,),
+        out,
+        batch_size=8,
+        n_examples=2,
+        dataset=tiny_run["dataset"],
+        isr_model_paths=paths,
+    )
+    return {"results": results, "out": out, "paths": paths}
+
+
+def test_isr_models_are_methods_with_image_quality(isr_eval, tiny_run):
+    from fsr_fer_tf import image_metrics
+    from fsr_fer_tf.data import pipeline
+    from fsr_fer_tf.models import isr
+
+    methods = isr_eval["results"]["methods"]
+    assert list(methods) == ["bicubic", "fsr", "metasr", "rcan_x2", "hr"]
+    # Served scales only (Meta-SR: 2, 4 of 1, 2, 4; RCAN: 2).
+    assert set(methods["metasr"]) == {"x2", "x4"}
+    assert set(methods["rcan_x2"]) == {"x2"}
+    for method in ("bicubic", "metasr", "rcan_x2"):
+        for key, r in methods[method].items():
+            if key == "x1":
+                assert "psnr" not in r  # bicubic x1 is the HR face
+                continue
+            assert 0 < r["psnr"] < 100 and 0 < r["ssim"] <= 1
+            assert np.sum(r["confusion"]) == 21
+    assert "psnr" not in methods["fsr"]["x2"]
+    # The numbers are those of the SR faces of these very images.
+    split = tiny_run["dataset"].split("test")
+    batch = next(
+        iter(
+            pipeline.make_dataset(
+                split,
+                batch_size=len(split),
+                training=False,
+                scales=(4,),
+                lr_native=True,
+            )
+        )
+    )
+    model = isr.load_isr(isr_eval["paths"][0])
+    sr = isr.super_resolve(model, batch["lr_native"], 4)
+    hr = batch["hr"].numpy()
+    np.testing.assert_allclose(
+        methods["metasr"]["x4"]["psnr"],
+        image_metrics.psnr(sr.numpy(), hr, shave=4).mean(),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        methods["bicubic"]["x4"]["ssim"],
+        image_metrics.ssim(batch["lr"].numpy(), hr, shave=4).mean(),
+        rtol=1e-6,
+    )
+    fer = keras.saving.load_model(tiny_run["fer"]["final"])
+    pred = np.argmax(fer(sr).numpy(), -1)
+    assert methods["metasr"]["x4"]["accuracy"] == pytest.approx(
+        np.mean(pred == batch["label"].numpy())
+    )
+    # Noise rows: the SR models see the noisy native face too.
+    noise = isr_eval["results"]["noise"]["sigma=10"]
+    assert set(noise["metasr"]) == {"x2", "x4"}
+    assert noise["metasr"]["x4"]["psnr"] != methods["metasr"]["x4"]["psnr"]
+
+
+def test_isr_report_files(isr_eval, tiny_run):
+    out = isr_eval["out"]
+    md = open(os.path.join(out, "table1.md")).read()
+    assert "| metasr + CovPoolFER (ours) |" in md
+    assert "| rcan_x2 + CovPoolFER (ours) |" in md
+    assert "PSNR (dB) / SSIM" in md
+    r = isr_eval["results"]["methods"]["metasr"]["x4"]
+    assert f"{r['psnr']:.2f} / {r['ssim']:.4f}" in md
+    results = json.load(open(os.path.join(out, "results.json")))
+    assert set(results["config"]["isr_models"]) == {"metasr", "rcan_x2"}
+    # examples.png: per face, x1 (bicubic), x2 (bicubic, metasr, rcan_x2),
+    # x4 (bicubic, metasr): 6 columns, wider than the 4 (x1, x2, x4, x8)
+    # of the plain run.
+    width, _ = _png_size(os.path.join(out, "examples.png"))
+    plain, _ = _png_size(
+        os.path.join(tiny_run["run_dir"], "eval", "examples.png")
+    )
+    assert width > 1.3 * plain
+
+
+@pytest.mark.parametrize(
+    "names, match",
+    [(["bicubic.keras"], "built-in"), (["a/m.keras", "b/m.keras"], "twice")],
+)
+def test_isr_method_names_refused(names, match):
+    with pytest.raises(errors.ConfigError, match=match):
+        evaluate.isr_method_names(names)
+    assert evaluate.isr_method_names(["x/metasr.keras"]) == ["metasr"]

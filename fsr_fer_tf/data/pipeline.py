@@ -313,8 +313,11 @@ def make_dataset(
         max_shift: largest random shift in pixels (reflect padding).
         max_rotation: largest random rotation in degrees, either way.
         drop_remainder: drop the last partial batch; default: `training`.
-        lr_native: add "lr_native", the small LR face [B, ceil(S/s),
-            ceil(S/s), 3] (image-SR baselines); needs a single scale.
+        lr_native: add "lr_native", the small LR face [B, n, n, 3], n =
+            ceil(S/s) (image-SR models). With several scales, each face's
+            native LR sits in the top-left corner of [B, P, P, 3], P the
+            native size of the smallest scale, zeros elsewhere
+            (`lr_synthesis.LRSynthesizer.native_size`).
         skip_batches: batches of this epoch already consumed (resume); they
             are skipped before any decoding or synthesis.
         fill_mode: filling of the pixels the shift and rotation uncover
@@ -358,11 +361,6 @@ def make_dataset(
             f"one of {', '.join(LR_SYNTHESIS)}."
         )
     distinct = sorted(set(scales))
-    if lr_native and len(distinct) != 1:
-        raise errors.ConfigError(
-            f"lr_native=True needs a single scale (its size depends on it), "
-            f"got scales={scales}; build one dataset per scale."
-        )
     augment = training if augment is None else bool(augment)
     flip = bool(flip)
     drop_remainder = training if drop_remainder is None else drop_remainder
@@ -430,10 +428,13 @@ def make_dataset(
             hr = tf.where(
                 batch["flip"][:, None, None, None], tf.reverse(hr, [2]), hr
             )
+        native = None
         if lr_synthesis_method == "none":
             lr = hr
         elif len(distinct) == 1:
             lr = _synthesize(hr, distinct[0])
+            if lr_native:
+                native = synthesizer.native(hr, distinct[0])
         else:
             # One batched synthesis per scale present, instead of one
             # switch per face: most of the cost is per-op overhead.
@@ -445,6 +446,11 @@ def make_dataset(
                 positions,
                 [_synthesize(f, s) for f, s in zip(faces, distinct)],
             )
+            if lr_native:
+                native = tf.dynamic_stitch(
+                    positions,
+                    [_native_padded(f, s) for f, s in zip(faces, distinct)],
+                )
         out = {
             "hr": tf.cast(hr, tf.float32),
             "lr": tf.cast(lr, tf.float32),
@@ -453,10 +459,15 @@ def make_dataset(
             "index": index,
         }
         if lr_native:
-            out["lr_native"] = tf.cast(
-                synthesizer.native(hr, distinct[0]), tf.float32
-            )
+            if native is None:  # lr_synthesis_method="none": lr is hr
+                native = hr
+            out["lr_native"] = tf.cast(native, tf.float32)
         return out
+
+    def _native_padded(hr, scale):
+        small = synthesizer.native(hr, scale)
+        pad = synthesizer.native_size(distinct[0]) - small.shape[1]
+        return tf.pad(small, [[0, 0], [0, pad], [0, pad], [0, 0]])
 
     def _synthesize(hr, scale):
         if lr_synthesis_method == "tf_bicubic":

@@ -84,14 +84,29 @@ def test_lr_native(split):
     assert out["lr_native"].shape == (N, math.ceil(S / 3), 34, 3)
     native, _ = lr_synthesis.synthesize_lr(split.images, 3)
     np.testing.assert_array_equal(out["lr_native"], native.numpy())
-    with pytest.raises(errors.ConfigError, match="single scale"):
+
+
+def test_lr_native_mixed_scales_padded(split):
+    # Each face's native LR in the top-left of the x2 size (50), zeros
+    # beyond it; the same pixels as a one-scale dataset of that face.
+    _, out = _collect(
         pipeline.make_dataset(
             split,
             batch_size=5,
-            training=False,
-            scales=(2, 3),
+            training=True,
+            scales=(2, 3, 8),
+            seed=3,
             lr_native=True,
         )
+    )
+    assert out["lr_native"].shape == (N, 50, 50, 3)
+    assert set(out["scale"].tolist()) > {2}  # mixed
+    for i, s in enumerate(out["scale"]):
+        n = math.ceil(S / s)
+        native, _ = lr_synthesis.synthesize_lr(out["hr"][i].astype(np.uint8), s)
+        np.testing.assert_array_equal(out["lr_native"][i, :n, :n], native)
+        assert not out["lr_native"][i, n:].any()
+        assert not out["lr_native"][i, :, n:].any()
 
 
 def test_deterministic_per_seed_and_epoch(split):

@@ -471,6 +471,9 @@ class ISRModelConfig:
         reduction: RCAN: channel-attention reduction factor.
         meta_hidden: Meta-SR: hidden units of the weight-prediction network.
         res_scale: Meta-SR: residual scaling of the encoder's blocks.
+        bicubic_skip: beyond the papers (off in "paper"): the network
+            learns the residual over the LR face upsampled by MATLAB bicubic
+            (by exactly s, aligned with the HR face), as VDSR does.
     """
 
     channels: int = 64
@@ -479,6 +482,7 @@ class ISRModelConfig:
     reduction: int = 16
     meta_hidden: int = 256
     res_scale: float = 1.0
+    bicubic_skip: bool = False
 
 
 ISR_MODELS = ("metasr", "rcan")
@@ -492,12 +496,20 @@ ISR_MODEL_PRESETS = {
         "rcan": ISRModelConfig(blocks=20),
     },
     "fer2013": {
-        "metasr": ISRModelConfig(channels=32, blocks=6, meta_hidden=64),
-        "rcan": ISRModelConfig(channels=32, blocks=4, groups=2, reduction=8),
+        "metasr": ISRModelConfig(
+            channels=32, blocks=6, meta_hidden=64, bicubic_skip=True
+        ),
+        "rcan": ISRModelConfig(
+            channels=32, blocks=4, groups=2, reduction=8, bicubic_skip=True
+        ),
     },
     "demo": {
-        "metasr": ISRModelConfig(channels=16, blocks=2, meta_hidden=16),
-        "rcan": ISRModelConfig(channels=16, blocks=2, groups=1, reduction=4),
+        "metasr": ISRModelConfig(
+            channels=16, blocks=2, meta_hidden=16, bicubic_skip=True
+        ),
+        "rcan": ISRModelConfig(
+            channels=16, blocks=2, groups=1, reduction=4, bicubic_skip=True
+        ),
     },
 }
 

@@ -450,6 +450,17 @@ class MetaUpscale(keras.layers.Layer):
         return config
 
 
+def _bicubic_up(lr_native, scale, out_size):
+    """MATLAB bicubic up by exactly `scale` (aligned with the HR face, as the
+    SR output is), cropped to out_size: [B, n, n, C] -> [B, S, S, C]."""
+    from fsr_fer_tf.data import imresize as imresize_lib
+
+    up = imresize_lib.imresize(
+        keras.ops.cast(lr_native, "float32"), scale=float(scale)
+    )
+    return up[:, :out_size, :out_size, :]
+
+
 def _normalise_layer():
     return keras.layers.Rescaling(
         1.0 / _PIXEL_CENTRE, offset=-1.0, name="normalise"
@@ -493,6 +504,9 @@ class MetaSR(keras.Model):
         meta_hidden: hidden units of the weight-prediction MLP (paper: 256).
         scales: the integer scales the model serves.
         res_scale: residual scaling of the encoder blocks (EDSR-baseline: 1).
+        bicubic_skip: beyond the paper (off there): add the face upsampled
+            by MATLAB bicubic (by exactly s, aligned) to the output, so the
+            network learns the residual over it, as VDSR does.
         **kwargs: `keras.Model` arguments (name, trainable).
 
     Example:
@@ -511,6 +525,7 @@ class MetaSR(keras.Model):
         meta_hidden=64,
         scales=(2, 3, 4, 5, 6, 7, 8),
         res_scale=1.0,
+        bicubic_skip=False,
         name="metasr",
         **kwargs,
     ):
@@ -528,6 +543,7 @@ class MetaSR(keras.Model):
         self.meta_hidden = int(meta_hidden)
         self.scales = scales
         self.res_scale = float(res_scale)
+        self.bicubic_skip = bool(bicubic_skip)
         self.native_sizes = tuple(
             _check_native(self.out_size, s, "MetaSR") for s in scales
         )
@@ -577,7 +593,10 @@ class MetaSR(keras.Model):
     def super_resolve_native(self, lr_native, scale):
         """[B, n_s, n_s, C] at one Python-int scale -> [B, S, S, C] float32."""
         y = self.upscale(self.encode(lr_native), scale=scale)
-        return self.denormalise(y[:, : self.out_size, : self.out_size, :])
+        y = self.denormalise(y[:, : self.out_size, : self.out_size, :])
+        if self.bicubic_skip:  # (x - 127.5) * 127.5 + bicubic
+            y = y - _PIXEL_CENTRE + _bicubic_up(lr_native, scale, self.out_size)
+        return y
 
     def _partition(self, scale):
         """Group index of each sample [B] (asserting every scale is served)."""
@@ -651,6 +670,7 @@ class MetaSR(keras.Model):
             "meta_hidden": self.meta_hidden,
             "scales": list(self.scales),
             "res_scale": self.res_scale,
+            "bicubic_skip": self.bicubic_skip,
         }
 
 
@@ -680,6 +700,8 @@ class RCAN(keras.Model):
         groups: residual groups (paper: 10).
         blocks: RCABs per group (paper: 20).
         reduction: channel-attention reduction ratio (paper: 16).
+        bicubic_skip: beyond the paper (off there): add the face upsampled
+            by MATLAB bicubic (by exactly s, aligned) to the output.
         **kwargs: `keras.Model` arguments (name, trainable).
 
     Example:
@@ -698,6 +720,7 @@ class RCAN(keras.Model):
         groups=2,
         blocks=4,
         reduction=8,
+        bicubic_skip=False,
         name=None,
         **kwargs,
     ):
@@ -711,6 +734,7 @@ class RCAN(keras.Model):
         self.groups = int(groups)
         self.blocks = int(blocks)
         self.reduction = int(reduction)
+        self.bicubic_skip = bool(bicubic_skip)
         self.native_size = _check_native(self.out_size, scale, "RCAN")
         if scale & (scale - 1) == 0:
             self.up_factors = (2,) * (scale.bit_length() - 1)
@@ -769,7 +793,10 @@ class RCAN(keras.Model):
         for f, up in zip(self.up_factors, self.upsamplers):
             x = keras.ops.depth_to_space(up(x), f)
         x = self.tail(x)  # (B, n_s*s, n_s*s, C) float32
-        return self.denormalise(x[:, : self.out_size, : self.out_size, :])
+        y = self.denormalise(x[:, : self.out_size, : self.out_size, :])
+        if self.bicubic_skip:
+            y = y - _PIXEL_CENTRE + _bicubic_up(lr, self.scale, self.out_size)
+        return y
 
     def compute_output_spec(self, inputs, training=None):
         lr = inputs["lr"]
@@ -787,6 +814,7 @@ class RCAN(keras.Model):
             "groups": self.groups,
             "blocks": self.blocks,
             "reduction": self.reduction,
+            "bicubic_skip": self.bicubic_skip,
         }
 
 

@@ -92,6 +92,7 @@ def build_model(model_kind, model_config, scales, out_size=100):
             meta_hidden=c.meta_hidden,
             scales=tuple(scales),
             res_scale=c.res_scale,
+            bicubic_skip=c.bicubic_skip,
         )
     return isr.RCAN(
         scale=scales[0],
@@ -100,6 +101,7 @@ def build_model(model_kind, model_config, scales, out_size=100):
         groups=c.groups,
         blocks=c.blocks,
         reduction=c.reduction,
+        bicubic_skip=c.bicubic_skip,
     )
 
 

@@ -170,6 +170,7 @@ def test_config_and_save_load_round_trip(metasr, rcans, tmp_path):
         "meta_hidden",
         "scales",
         "res_scale",
+        "bicubic_skip",
     }
     again = isr.MetaSR.from_config(config).get_config()
     assert json.dumps(again, sort_keys=True) == json.dumps(
@@ -337,3 +338,36 @@ def test_load_isr_errors(tmp_path):
     message = str(e.value)
     assert "--sr_model" in message and "not a MetaSR or RCAN" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("kind", ["metasr", "rcan"])
+def test_bicubic_skip(kind, tmp_path):
+    # With the network's output layer zeroed, the model is MATLAB bicubic
+    # up by exactly s (aligned, cropped to 100); weights learn a residual.
+    from fsr_fer_tf.data import imresize as imresize_lib
+
+    if kind == "metasr":
+        model = isr.MetaSR(scales=(3, 8), bicubic_skip=True, **TINY_META)
+        last = model.get_layer("meta_upscale")
+    else:
+        model = isr.RCAN(scale=3, bicubic_skip=True, **TINY_RCAN)
+        last = model.get_layer("tail")
+    rng = np.random.default_rng(5)
+    native = rng.uniform(0, 255, (2, 34, 34, 3)).astype("float32")
+    before = isr.super_resolve(model, native, 3).numpy()
+    last.set_weights([np.zeros_like(w) for w in last.get_weights()])
+    want = imresize_lib.imresize(native, scale=3.0).numpy()[:, :100, :100]
+    assert want.shape == (2, 100, 100, 3)
+    got = model({"lr": native, "scale": np.array([3, 3], np.int32)}).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-3)
+    assert np.abs(before - np.clip(want, 0, 255)).max() > 1e-2
+    assert model.get_config()["bicubic_skip"] is True
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    again = isr.load_isr(path)
+    assert again.bicubic_skip
+    np.testing.assert_allclose(
+        again({"lr": native, "scale": np.array([3, 3], np.int32)}).numpy(),
+        got,
+        atol=1e-4,
+    )

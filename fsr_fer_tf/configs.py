@@ -544,6 +544,10 @@ class ISRTrainConfig:
         checkpoint_every: steps between checkpoints.
         mixed_precision: run the SR model under the mixed_float16 policy.
         seed: seed of weights, data order, scales and flips.
+        init_from: an image-SR `.keras` file of the same architecture whose
+            weights start the run (e.g. fine-tuning an L1 model with
+            --fer_weight); empty: random initialisation. The optimizer
+            starts fresh; a resumed run ignores it.
     """
 
     batch_size: int = 16
@@ -564,6 +568,7 @@ class ISRTrainConfig:
     checkpoint_every: int = 1000
     mixed_precision: bool = False
     seed: int = 0
+    init_from: str = ""
 
 
 ISR_TRAIN_PRESETS = {

@@ -218,6 +218,24 @@ class ISRSteps:
         return out
 
 
+def load_initial_weights(model, path):
+    """Copies the weights of the image-SR `.keras` file `path` into `model`
+    (same class and sizes, else a one-line ConfigError)."""
+    source = isr.load_isr(path, "--init_from")
+    mine, theirs = model.get_config(), source.get_config()
+    for config in (mine, theirs):
+        config.pop("name", None)
+        config.pop("trainable", None)
+    errors.require(
+        type(source) is type(model) and mine == theirs,
+        f"--init_from {path} is a {type(source).__name__} with "
+        f"{theirs}, not a {type(model).__name__} with {mine}; pass a model "
+        "of this run's --model and sizes.",
+    )
+    model.set_weights(source.get_weights())
+    logging.info("Initialised the SR model from %s", path)
+
+
 def _architecture(model_kind, model_config, scales, mixed_precision):
     return {
         "model": model_kind,
@@ -394,7 +412,8 @@ def train_isr(
         step=steps.step, best=best.best, **steps.checkpoint_items()
     )
     manager = run.checkpoint_manager(ckpt)
-    run.restore(ckpt, manager)
+    if run.restore(ckpt, manager) is None and cfg.init_from:
+        load_initial_weights(model, cfg.init_from)
     train_writer, val_writer = run.summary_writers()
     paths = {
         "isr": run.path("isr.keras"),

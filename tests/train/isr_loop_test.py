@@ -243,3 +243,40 @@ def test_rcan_run_and_mixed_precision(tiny_run, tmp_path):
     assert isr.served_scales(model) == (4,)
     out = model({"lr": tf.zeros([1, 25, 25, 3]), "scale": tf.constant([4])})
     assert out.dtype == tf.float32 and out.shape == (1, 100, 100, 3)
+
+
+def test_init_from_copies_weights_or_refuses(isr_run):
+    fresh = isr_loop.build_model("metasr", TINY, (2, 4, 8))
+    source = isr.load_isr(isr_run["isr"])
+    lr = np.random.default_rng(1).uniform(0, 255, (2, 50, 50, 3))
+    inputs = {"lr": lr.astype("float32"), "scale": np.array([2, 8], "int32")}
+    assert not np.allclose(fresh(inputs), source(inputs))
+    isr_loop.load_initial_weights(fresh, isr_run["isr"])
+    np.testing.assert_array_equal(fresh(inputs), source(inputs))
+    other = isr_loop.build_model("metasr", TINY, (2, 4))
+    with pytest.raises(errors.ConfigError, match="--init_from"):
+        isr_loop.load_initial_weights(other, isr_run["isr"])
+
+
+def test_cli_error_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fsr_fer_tf.train_isr",
+            "--model=rcan",
+            "--preset=demo",
+            f"--model_dir={tmp_path / 'r'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: RCAN is one model per scale")
+    assert "Traceback" not in proc.stderr

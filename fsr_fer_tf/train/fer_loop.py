@@ -171,6 +171,18 @@ def _save_if_finite(model, run, manager, step):
     return run.save(manager, step)
 
 
+def _pull_metrics(pending):
+    """[(step, {name: float})] of [(step, {name: scalar tensor})].
+
+    Copying waits for the device until the last pending step is done,
+    once per pull rather than once per step.
+    """
+    return [
+        (at, {k: float(v) for k, v in metrics.items()})
+        for at, metrics in pending
+    ]
+
+
 def training_metadata(
     preset, data_config, dataset, train_split, train_scales, image_size
 ):
@@ -345,27 +357,61 @@ def train_fer(
         )
         return distribute.distribute_dataset(strategy, ds)
 
+    # The metrics of the steps since the last pull, still tensors: copying
+    # each step's to the host (float()) would make the loop wait for every
+    # step, where the device could already run the next. They are pulled at
+    # logging steps and before validation or a checkpoint, and checked then.
+    # A late check loses only the granularity of the error: the steps skip
+    # an update whose gradients are not finite (`updates.apply_if_finite`),
+    # so the weights are still the last good state (saved at the pulling
+    # step: resuming continues after it, not after the non-finite step).
+    pending = []
+
+    def check_pending():
+        """Pulls and checks the pending metrics; returns the last step's."""
+        if not pending:
+            return None
+        pulled = _pull_metrics(pending)
+        pending.clear()
+        for at, values in pulled:
+            loop.check_finite(
+                at,
+                values,
+                lambda: _save_if_finite(model, run, manager, current),
+            )
+        return pulled[-1][1]
+
+    def save_on_interrupt():
+        # An unchecked non-finite step may have poisoned the batch-norm
+        # statistics: then save only a finite state, as check_finite would.
+        pulled = _pull_metrics(pending)
+        pending.clear()
+        if all(np.isfinite(list(m.values())).all() for _, m in pulled):
+            return run.save(manager, current)
+        return _save_if_finite(model, run, manager, current)
+
     current = start
-    with loop.checkpoint_on_interrupt(lambda: run.save(manager, current)):
+    with loop.checkpoint_on_interrupt(save_on_interrupt):
         while current < total_steps:
             for batch in epoch_batches(current):
                 metrics = steps.train_step(batch["lr"], batch["label"])
                 current += 1
+                pending.append((current, metrics))
                 step.assign(current)
-                metrics = {k: float(v) for k, v in metrics.items()}
-                loop.check_finite(
-                    current,
-                    metrics,
-                    lambda: _save_if_finite(model, run, manager, current),
-                )
-                if progress.maybe_log(current, metrics):
-                    metrics["learning_rate"] = float(
-                        optimizer.learning_rate.numpy()
-                    )
-                    metrics["images_per_second"] = progress.images_per_second
-                    loop.write_scalars(train_writer, current, metrics)
+                if current % progress.every == 0 or current >= total_steps:
+                    # The last step's values, as before this was deferred.
+                    metrics = check_pending()
+                    if progress.maybe_log(current, metrics):
+                        metrics["learning_rate"] = float(
+                            optimizer.learning_rate.numpy()
+                        )
+                        metrics["images_per_second"] = (
+                            progress.images_per_second
+                        )
+                        loop.write_scalars(train_writer, current, metrics)
                 if current >= total_steps:
                     break
+            check_pending()  # before validating or saving this state
             epoch_done = current % steps_per_epoch == 0
             if epoch_done or current >= total_steps:
                 epochs_done = current // steps_per_epoch

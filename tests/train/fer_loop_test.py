@@ -229,3 +229,50 @@ def test_demo_preset_learns(tmp_path):
     )
     assert result["steps"] == 5 * (1400 // 32)
     assert result["validation"]["x1"] >= 0.35
+
+
+def _record_pulls(monkeypatch):
+    """[[step, ...] per host pull] of fer_loop's metrics, filled as it runs."""
+    pulls = []
+    original = fer_loop._pull_metrics
+
+    def recording(pending):
+        pulls.append([at for at, _ in pending])
+        return original(pending)
+
+    monkeypatch.setattr(fer_loop, "_pull_metrics", recording)
+    return pulls
+
+
+def test_metrics_reach_the_host_only_at_log_steps_and_epoch_ends(
+    dataset, tmp_path, monkeypatch
+):
+    pulls = _record_pulls(monkeypatch)
+    cfg = dataclasses.replace(CFG, log_every=4)
+    model_dir = str(tmp_path)
+    fer_loop.train_fer(TINY, cfg, DATA, model_dir, dataset=dataset)
+    # 10 steps, 7 an epoch: log steps 4 and 8, the epoch end (7), the end.
+    assert pulls == [[1, 2, 3, 4], [5, 6, 7], [8], [9, 10]]
+    scalars = loop.read_scalars(os.path.join(model_dir, "train"))
+    assert [s for s, _ in scalars["loss"]] == [4, 8, 10]
+    assert all(np.isfinite(v) for _, v in scalars["loss"])
+
+
+def test_nan_loss_between_log_steps_still_stops_the_run(
+    dataset, tmp_path, monkeypatch, nan_after_step, finite_checkpoint
+):
+    from fsr_fer_tf.train import fer_steps
+
+    pulls = _record_pulls(monkeypatch)
+    # NaN from step 5 on: found when step 7 (the epoch end) pulls 5..7; the
+    # skipped updates leave the state of step 4, saved as of step 7.
+    nan_after_step(fer_steps.tf.nn, "l2_loss", step=4)
+    cfg = dataclasses.replace(CFG, log_every=4)
+    with pytest.raises(
+        loop.NonFiniteLossError, match=r"'loss' became nan at step 5.*ckpt-7"
+    ):
+        fer_loop.train_fer(TINY, cfg, DATA, str(tmp_path), dataset=dataset)
+    assert pulls == [[1, 2, 3, 4], [5, 6, 7]]
+    latest = loop.tf.train.latest_checkpoint(str(tmp_path))
+    assert os.path.basename(latest) == "ckpt-7"
+    finite_checkpoint(latest)

@@ -53,16 +53,16 @@ MIXED = flags.DEFINE_bool(
 SEED = flags.DEFINE_integer("seed", 0, "Seed of weights and inputs.")
 
 
-def make_steps(preset):
+def make_steps(preset, mixed_precision=False):
     """ClassifierSteps for a preset's model and training settings."""
     cfg = FER_TRAIN_PRESETS[preset]
     policy = keras.config.dtype_policy()
-    if MIXED.value:
+    if mixed_precision:
         keras.config.set_dtype_policy("mixed_float16")
     try:
         model = build_covpoolfer(COVPOOL_PRESETS[preset])
         optimizer = keras.optimizers.Adam(1e-3, epsilon=cfg.adam_epsilon)
-        if MIXED.value:
+        if mixed_precision:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     finally:
         keras.config.set_dtype_policy(policy)
@@ -77,14 +77,31 @@ def make_steps(preset):
     return steps, cfg
 
 
+def make_batch(preset, batch, seed):
+    """(images, labels): `batch` random faces at the preset's input size."""
+    size = COVPOOL_PRESETS[preset].image_size
+    rng = np.random.default_rng(seed)
+    images = tf.constant(
+        rng.uniform(0, 255, (batch, size, size, 3)), tf.float32
+    )
+    labels = tf.constant(rng.integers(0, 7, batch), tf.int32)
+    return images, labels
+
+
+def make_train_step(preset, batch, seed=0, mixed_precision=False):
+    """(train_step, (images, labels)): the stage-1 step at a preset's shapes
+    and a random batch for it (weights seeded by `seed`)."""
+    keras.utils.set_random_seed(seed)
+    steps, _ = make_steps(preset, mixed_precision)
+    return steps.train_step, make_batch(preset, batch, seed)
+
+
 def run_preset(preset, peak):
     keras.utils.set_random_seed(SEED.value)
-    steps, cfg = make_steps(preset)
+    steps, cfg = make_steps(preset, MIXED.value)
     b = BATCH.value
     size = COVPOOL_PRESETS[preset].image_size
-    rng = np.random.default_rng(SEED.value)
-    images = tf.constant(rng.uniform(0, 255, (b, size, size, 3)), tf.float32)
-    labels = tf.constant(rng.integers(0, 7, b), tf.int32)
+    images, labels = make_batch(preset, b, SEED.value)
     forward = tf.function(lambda x: steps.model(x, training=False))
     rows = [
         (

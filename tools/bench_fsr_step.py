@@ -83,10 +83,10 @@ class _Gram(keras.layers.Layer):
         return tf.matmul(x, x, transpose_a=True) / n
 
 
-def frozen_parts(preset):
+def frozen_parts(preset, frozen="real"):
     """(features, spd, head, image_size) of the real or stand-in CovPoolFER."""
     config = COVPOOL_PRESETS[preset]
-    if FROZEN.value == "real":
+    if frozen == "real":
         from fsr_fer_tf.models import covpool
 
         model = covpool.build_covpoolfer(config)
@@ -112,9 +112,10 @@ def timed(fn, *args):
     return benchmark.timed(fn, *args, repeats=REPEATS.value)
 
 
-def make_models(preset, d):
+def make_models(preset, d, mixed_precision=False):
+    """(generator, critic) of a preset at feature size d."""
     policy = keras.config.dtype_policy()
-    if MIXED.value:
+    if mixed_precision:
         keras.config.set_dtype_policy("mixed_float16")
     try:
         generator = RRDBGenerator(GENERATOR_PRESETS[preset])
@@ -124,17 +125,52 @@ def make_models(preset, d):
     return generator, critic
 
 
+def make_batch(rng, batch, size):
+    """(hr, lr, labels): random face pairs of size x size."""
+    hr = tf.constant(rng.normal(size=(batch, size, size, 3)), tf.float32)
+    lr = tf.constant(rng.normal(size=(batch, size, size, 3)), tf.float32)
+    labels = tf.constant(rng.integers(0, 7, size=batch), tf.int32)
+    return hr, lr, labels
+
+
+def make_fsr_steps(models, n_critic, remapper, jit_compile=False, seed=0):
+    """FSRSteps of models = (generator, critic, features, spd, head)."""
+    return FSRSteps(
+        *models,
+        n_critic=n_critic,
+        jit_compile=jit_compile,
+        seed=seed,
+        remapper=remapper,
+    )
+
+
+def make_train_step(preset, batch, n_critic=1, seed=0, frozen="real"):
+    """(train_step, (hr, lr, labels)): the GAN step at a preset's shapes
+    (real frozen CovPoolFER, float32, no XLA, the remapper off as train_fsr
+    runs it) and a random batch for it."""
+    keras.utils.set_random_seed(seed)
+    features, spd, head, size = frozen_parts(preset, frozen)
+    generator, critic = make_models(preset, COVPOOL_PRESETS[preset].bimap_dim)
+    rng = np.random.default_rng(seed)
+    batch_tensors = make_batch(rng, batch, size)
+    steps = make_fsr_steps(
+        (generator, critic, features, spd, head),
+        n_critic,
+        remapper=False,
+        seed=seed,
+    )
+    return steps.train_step, batch_tensors
+
+
 def run_preset(preset, peak):
     tf.config.optimizer.set_experimental_options({"remapping": True})
     keras.utils.set_random_seed(SEED.value)
-    features, spd, head, size = frozen_parts(preset)
+    features, spd, head, size = frozen_parts(preset, FROZEN.value)
     d = COVPOOL_PRESETS[preset].bimap_dim
     b = BATCH.value
     rng = np.random.default_rng(SEED.value)
-    hr = tf.constant(rng.normal(size=(b, size, size, 3)), tf.float32)
-    lr = tf.constant(rng.normal(size=(b, size, size, 3)), tf.float32)
-    labels = tf.constant(rng.integers(0, 7, size=b), tf.int32)
-    generator, critic = make_models(preset, d)
+    hr, lr, labels = make_batch(rng, b, size)
+    generator, critic = make_models(preset, d, MIXED.value)
     print(
         f"\n== {preset}: d={d}, batch {b}, image {size}, frozen="
         f"{FROZEN.value}, G {generator.count_params():,} params, "
@@ -154,16 +190,12 @@ def run_preset(preset, peak):
     rows.append(("SPD(CNN(I)) one batch", timed(extract, hr)))
 
     def make_steps(n, remapper):
-        return FSRSteps(
-            generator,
-            critic,
-            features,
-            spd,
-            head,
-            n_critic=n,
+        return make_fsr_steps(
+            (generator, critic, features, spd, head),
+            n,
+            remapper,
             jit_compile=JIT.value,
             seed=SEED.value,
-            remapper=remapper,
         )
 
     results = {}

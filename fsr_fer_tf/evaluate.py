@@ -50,7 +50,7 @@ def define_flags():
         "Optional image-SR .keras files (train_isr's isr.keras), comma-"
         "separated; each adds a method (SR face -> CovPoolFER, with PSNR "
         "and SSIM) named after its file's stem, e.g. metasr.keras -> "
-        "'metasr'.",
+        "'metasr' (train_isr's RUN/isr.keras: after the folder RUN).",
     )
     flags.DEFINE_string(
         "split",
@@ -289,8 +289,19 @@ def write_report(
 
 def isr_method_names(paths):
     """Method names of image-SR model files: each file's stem
-    (`metasr.keras` -> "metasr"), distinct and not a built-in method."""
-    names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    (`metasr.keras` -> "metasr"), or for train_isr's own exports the run
+    folder's name (`runs/rcan_x4/isr.keras` -> "rcan_x4",
+    `.../isr_best.keras` -> "rcan_x4_best"); distinct and not a built-in
+    method."""
+
+    def name(path):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in ("isr", "isr_best"):
+            run = os.path.basename(os.path.dirname(os.path.abspath(path)))
+            return run + stem[3:]
+        return stem
+
+    names = [name(p) for p in paths]
     for name, path in zip(names, paths):
         errors.require(
             name not in ("hr", "bicubic", "fsr"),

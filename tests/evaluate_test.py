@@ -415,4 +415,6 @@ def test_isr_report_files(isr_eval, tiny_run):
 def test_isr_method_names_refused(names, match):
     with pytest.raises(errors.ConfigError, match=match):
         evaluate.isr_method_names(names)
-    assert evaluate.isr_method_names(["x/metasr.keras"]) == ["metasr"]
+    assert evaluate.isr_method_names(
+        ["x/metasr.keras", "runs/rcan_x4/isr.keras", "y/isr_best.keras"]
+    ) == ["metasr", "rcan_x4", "y_best"]

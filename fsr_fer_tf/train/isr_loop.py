@@ -476,7 +476,9 @@ def train_isr(
         cfg.steps,
         cfg.batch_size,
         ",".join(map(str, scales)),
-        f"resuming at {done}" if done else "from scratch",
+        f"resuming at {done}"
+        if done
+        else (f"from {cfg.init_from}" if cfg.init_from else "from scratch"),
         run.model_dir,
     )
     progress = loop.ProgressLogger(

@@ -11,6 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENTRY_POINTS = [
     ["-m", "fsr_fer_tf.train_fer"],
     ["-m", "fsr_fer_tf.train_fsr"],
+    ["-m", "fsr_fer_tf.train_isr"],
     ["-m", "fsr_fer_tf.evaluate"],
     ["-m", "fsr_fer_tf.demo"],
     ["-m", "fsr_fer_tf.data.inspect"],
@@ -22,6 +23,8 @@ ENTRY_POINTS = [
     ["tools/make_synthetic_faces.py"],
     ["tools/make_group_picture.py"],
     ["tools/bench_fer_step.py"],
+    ["tools/bench_isr.py"],
+    ["tools/profile_step.py"],
 ]
 
 

@@ -220,6 +220,16 @@ def isr_predict(isr_model, fer_model=None, name="sr"):
     from fsr_fer_tf.models import isr
 
     served = set(isr.served_scales(isr_model))
+    graphs = {}  # scale -> traced SR (MetaSR's partition runs in a graph)
+
+    def super_resolve(lr, scale):
+        if scale not in graphs:
+            graphs[scale] = tf.function(
+                lambda x, s=scale: isr.super_resolve(isr_model, x, s),
+                reduce_retracing=True,
+            )
+        return graphs[scale](lr)
+
     classify = None
     if fer_model is not None:
         classify = tf.function(
@@ -230,7 +240,7 @@ def isr_predict(isr_model, fer_model=None, name="sr"):
         scale = _batch_scale(batch)
         if scale not in served:
             return {}
-        sr = isr.super_resolve(isr_model, batch["lr_native"], scale)
+        sr = super_resolve(batch["lr_native"], scale)
         out = image_quality(sr, batch["hr"], scale)
         if classify is not None:
             out["logits"] = classify(sr)

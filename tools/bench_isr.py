@@ -46,29 +46,48 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILT_IN = ("bicubic", "fsr")
 EIGH_OPS = ("SelfAdjointEigV2",)
 
-FER_MODEL = flags.DEFINE_string(
-    "fer_model",
-    "checkpoints/fer2013/fer.keras",
-    "Stage-1 CovPoolFER .keras file (relative paths that do not exist from "
-    "the working directory are read from the repository).",
-)
-GENERATOR = flags.DEFINE_string(
-    "generator",
-    "checkpoints/fer2013/generator.keras",
-    "Stage-2 generator .keras file for --fer_model's feature size.",
-)
-ISR_MODEL = flags.DEFINE_list(
-    "isr_model",
-    [],
-    "Comma-separated image-SR .keras files (MetaSR / RCAN, train_isr's "
-    "isr.keras); one row each, named after the file's stem.",
-)
-SCALE = flags.DEFINE_integer(
-    "scale", 4, "Scale s >= 2: the native LR faces are ceil(100 / s) px."
-)
-BATCH = flags.DEFINE_integer("batch_size", 64, "Faces per timed call.")
-REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement.")
-SEED = flags.DEFINE_integer("seed", 0, "Seed of the random input faces.")
+FLAGS = flags.FLAGS
+
+
+def define_flags(flag_values=FLAGS):
+    """Defines the tool's flags (called under __main__, so that importing
+    the module, e.g. in tests beside the package's entry points, defines
+    none)."""
+    flags.DEFINE_string(
+        "fer_model",
+        "checkpoints/fer2013/fer.keras",
+        "Stage-1 CovPoolFER .keras file (relative paths that do not exist "
+        "from the working directory are read from the repository).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "generator",
+        "checkpoints/fer2013/generator.keras",
+        "Stage-2 generator .keras file for --fer_model's feature size.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        "isr_model",
+        [],
+        "Comma-separated image-SR .keras files (MetaSR / RCAN, train_isr's "
+        "isr.keras); one row each, named after the file's stem.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "scale",
+        4,
+        "Scale s >= 2: the native LR faces are ceil(100 / s) px.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "batch_size", 64, "Faces per timed call.", flag_values=flag_values
+    )
+    flags.DEFINE_integer(
+        "repeats", 5, "Timed calls per measurement.", flag_values=flag_values
+    )
+    flags.DEFINE_integer(
+        "seed", 0, "Seed of the random input faces.", flag_values=flag_values
+    )
 
 
 def resolve(path):
@@ -338,19 +357,20 @@ def run(fer_path, generator_path, isr_paths, scale, batch_size, repeats, seed):
     return rows, notes
 
 
-@errors.cli_main
-def main(argv):
+def main(argv, flag_values=FLAGS):
     del argv  # errors.cli_main refuses positional arguments
+    f = flag_values
     run(
-        FER_MODEL.value,
-        GENERATOR.value,
-        ISR_MODEL.value,
-        SCALE.value,
-        BATCH.value,
-        REPEATS.value,
-        SEED.value,
+        f.fer_model,
+        f.generator,
+        f.isr_model,
+        f.scale,
+        f.batch_size,
+        f.repeats,
+        f.seed,
     )
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    app.run(errors.cli_main(main))

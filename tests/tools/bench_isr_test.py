@@ -86,13 +86,15 @@ def test_metasr_count_graph_computes_the_timed_route(tool, isr_files):
 
 
 def test_missing_isr_model_is_one_error_line(tool, tmp_path, capsys):
+    # The tool's flags in their own FlagValues: the package's entry points
+    # (evaluate's --fer_model, --isr_model, ...) may be defined in this
+    # test process already.
     missing = str(tmp_path / "missing.keras")
-    argv = flags.FLAGS(["bench_isr", f"--isr_model={missing}"])
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            errors.cli_main(tool.main)(argv)
-    finally:
-        flags.FLAGS.unparse_flags()
+    own = flags.FlagValues()
+    tool.define_flags(own)
+    argv = own(["bench_isr", f"--isr_model={missing}"])
+    with pytest.raises(SystemExit) as exit_info:
+        errors.cli_main(lambda a: tool.main(a, own))(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err

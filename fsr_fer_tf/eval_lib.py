@@ -224,9 +224,13 @@ def isr_predict(isr_model, fer_model=None, name="sr"):
 
     def super_resolve(lr, scale):
         if scale not in graphs:
+            # Static H, W (the SR models resize with static shapes); any B.
+            n = isr.native_size(scale, isr_model.out_size)
             graphs[scale] = tf.function(
                 lambda x, s=scale: isr.super_resolve(isr_model, x, s),
-                reduce_retracing=True,
+                input_signature=[
+                    tf.TensorSpec([None, n, n, isr_model.image_channels])
+                ],
             )
         return graphs[scale](lr)
 

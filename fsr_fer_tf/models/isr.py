@@ -128,7 +128,8 @@ def _crop_native(lr, n, name):
         message=f"{name}: input faces smaller than the native size {n}",
     )
     with tf.control_dependencies([check]):
-        return tf.identity(lr[:, :n, :n, :])
+        # Static n x n from here on (bicubic_skip's resize needs it).
+        return tf.ensure_shape(lr[:, :n, :n, :], [None, n, n, lr.shape[-1]])
 
 
 @keras.saving.register_keras_serializable(package="fsr_fer")
@@ -853,6 +854,8 @@ def pad_native(lr_native, size):
         )
         if n == size:
             return lr_native
+        # Static padding keeps the static shape (resizes need it).
+        return tf.pad(lr_native, [[0, 0], [0, size - n], [0, size - n], [0, 0]])
     pad = tf.shape(lr_native)[1:3]
     return tf.pad(
         lr_native, [[0, 0], [0, size - pad[0]], [0, size - pad[1]], [0, 0]]

@@ -1,7 +1,8 @@
 """The notebooks: generated from their .py sources, output-free, and they run.
 
 The execution test runs each notebook headless (nbclient) against the tiny
-run of the `tiny_run` fixture, passed through FSR_FER_RUN_DIR. It needs a
+run of the `tiny_run` fixture, passed through FSR_FER_RUN_DIR, the four in
+one kernel (its namespace cleared before each). It needs a
 Jupyter kernel for this very interpreter: the registered `python3` kernel if
 it runs `sys.executable`, else a kernelspec written to a temporary folder
 (ipykernel.kernelspec.install, found through JUPYTER_PATH). Nothing is
@@ -316,26 +317,44 @@ def _outputs(nb):
     return "\n".join(texts), images
 
 
+@pytest.fixture(scope="module")
+def kernel(tiny_run, kernel_name):
+    """One kernel for the four notebooks (each kernel start imports
+    TensorFlow again), started in NOTEBOOK_DIR with FSR_FER_RUN_DIR set to
+    the tiny run. Each notebook first clears the namespace (`%reset -f`),
+    so none can use a name another one defined."""
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name=kernel_name)
+    env = dict(os.environ, FSR_FER_RUN_DIR=tiny_run["run_dir"])
+    km.start_kernel(cwd=NOTEBOOK_DIR, env=env)
+    try:
+        yield km
+    finally:
+        km.shutdown_kernel(now=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_on_the_tiny_run(
-    name, tiny_run, kernel_name, monkeypatch
-):
+def test_notebook_runs_on_the_tiny_run(name, tiny_run, kernel):
     import nbformat
     from nbclient import NotebookClient
 
+    if not kernel.is_alive():  # an earlier notebook killed it
+        kernel.restart_kernel(now=True)
     run_dir = tiny_run["run_dir"]
-    monkeypatch.setenv("FSR_FER_RUN_DIR", run_dir)
     nb = nbformat.read(
         os.path.join(NOTEBOOK_DIR, name + ".ipynb"), as_version=4
     )
+    nb.cells.insert(0, nbformat.v4.new_code_cell("%reset -f"))
     before = _listing(run_dir), sorted(os.listdir(NOTEBOOK_DIR))
     NotebookClient(
         nb,
+        km=kernel,
         timeout=CELL_TIMEOUT_S,
-        kernel_name=kernel_name,
         resources={"metadata": {"path": NOTEBOOK_DIR}},
     ).execute()  # raises CellExecutionError on the first failing cell
+    assert nb.cells[0].outputs == []  # the reset printed nothing
     texts, images = _outputs(nb)
     expected = EXPECTED[name]
     for text in expected["texts"]:

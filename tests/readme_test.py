@@ -2,8 +2,6 @@
 
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -68,24 +66,29 @@ def test_console_scripts_named_in_readme_exist():
         assert f'"{script}=' in setup, script
 
 
+def _python_blocks():
+    return re.findall(r"```python\n(.*?)```", _readme(), re.S)
+
+
 @pytest.fixture(scope="module")
-def defined_flags():
-    """Every flag an entry point defines (parsed from --helpfull)."""
+def readme_commands(run_commands):
+    """(`ENTRY_POINTS[i] --helpfull` for each i, `python -c BLOCK` for each
+    ```python block of the README), as CompletedProcesses. All run from the
+    repository root in one interpreter (TensorFlow imported once, a fork
+    per command: see tests/_forked_commands.py)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, *args, "--helpfull"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for args in ENTRY_POINTS
-    ]
+    helpfull = [[*args, "--helpfull"] for args in ENTRY_POINTS]
+    blocks = [["-c", block] for block in _python_blocks()]
+    results = run_commands(helpfull + blocks, cwd=ROOT, env=env)
+    return results[: len(helpfull)], results[len(helpfull) :]
+
+
+@pytest.fixture(scope="module")
+def defined_flags(readme_commands):
+    """Every flag an entry point defines (parsed from --helpfull)."""
     names = set()
-    for args, proc in zip(ENTRY_POINTS, procs):
-        out, _ = proc.communicate(timeout=300)
+    for args, proc in zip(ENTRY_POINTS, readme_commands[0]):
+        out = proc.stdout + proc.stderr
         found = set(re.findall(r"^\s+--(?:\[no\])?(\w+)", out, re.M))
         assert "flagfile" in found, (args, out[-1000:])
         names |= found
@@ -104,17 +107,11 @@ def test_every_flag_in_readme_exists(defined_flags):
     assert {"g_filters", "d_base_filters"} <= defined_flags
 
 
-def test_readme_python_blocks_run_as_written():
+def test_readme_python_blocks_run_as_written(readme_commands):
     # Each ```python block, run from the repository root in a fresh
-    # interpreter, exactly as a reader would paste it.
-    blocks = re.findall(r"```python\n(.*?)```", _readme(), re.S)
-    assert blocks
-    for block in blocks:
-        proc = subprocess.run(
-            [sys.executable, "-c", block],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    # namespace of a Python that imported nothing but fsr_fer_tf, exactly
+    # as a reader would paste it.
+    blocks = _python_blocks()
+    assert blocks and len(readme_commands[1]) == len(blocks)
+    for block, proc in zip(blocks, readme_commands[1]):
         assert proc.returncode == 0, (block, proc.stderr[-2000:])

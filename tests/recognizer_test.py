@@ -353,52 +353,39 @@ def test_predict_writes_every_input_and_matches_the_api(
     assert cv2.imread(annotated).shape == image.shape
 
 
-def test_command_line(bundle, inputs, tmp_path):
+def test_command_line(bundle, inputs, tmp_path, run_commands):
     out_dir = str(tmp_path / "cli")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    base = [sys.executable, "-m", "fsr_fer_tf.predict", f"--model_dir={bundle}"]
-    result = subprocess.run(
-        base + [os.path.join(inputs, "photos", "sub"), f"--out_dir={out_dir}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    last = result.stdout.strip().splitlines()[-1]
-    assert "3 inputs (0 with no face, 0 failed)" in last and "faces/s" in last
-    assert "predict: inputs 3/3" in result.stderr
-    # A failed input: exit status 1, the others still written.
-    result = subprocess.run(
-        base
-        + [
-            os.path.join(inputs, "photos", "broken.jpg"),
-            os.path.join(inputs, "photos", "blank.png"),
-            f"--out_dir={out_dir}",
+    base = ["-m", "fsr_fer_tf.predict", f"--model_dir={bundle}"]
+    # Four command lines in one interpreter (TensorFlow imported once).
+    ok, failed, bad_flag, no_input = run_commands(
+        [
+            base
+            + [os.path.join(inputs, "photos", "sub"), f"--out_dir={out_dir}"],
+            base
+            + [
+                os.path.join(inputs, "photos", "broken.jpg"),
+                os.path.join(inputs, "photos", "blank.png"),
+                f"--out_dir={out_dir}",
+            ],
+            base + ["--fsr=sometimes", "x.png"],
+            base,
         ],
-        capture_output=True,
-        text=True,
-        timeout=300,
         env=env,
     )
-    assert result.returncode == 1, result.stderr[-2000:]
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    last = ok.stdout.strip().splitlines()[-1]
+    assert "3 inputs (0 with no face, 0 failed)" in last and "faces/s" in last
+    assert "predict: inputs 3/3" in ok.stderr
+    # A failed input: exit status 1, the others still written.
+    assert failed.returncode == 1, failed.stderr[-2000:]
     with open(os.path.join(out_dir, "faces.csv")) as f:
         assert len(list(csv.DictReader(f))) == 2
     # A flag error: one line, exit status 2.
-    result = subprocess.run(
-        base + ["--fsr=sometimes", "x.png"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+    assert bad_flag.returncode == 2
+    lines = bad_flag.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    result = subprocess.run(
-        base, capture_output=True, text=True, timeout=300, env=env
-    )
-    assert result.returncode == 2 and "no INPUT given" in result.stderr
+    assert no_input.returncode == 2 and "no INPUT given" in no_input.stderr
 
 
 @pytest.mark.slow
@@ -411,6 +398,7 @@ def test_bench_predict_runs(bundle):
             f"--model_dir={bundle}",
             "--faces=8",
             "--group_faces=6",
+            "--canvas=640x360",  # Haar's time grows with the picture
             "--repeats=1",
             f"--faces_dir={FER2013_VAL}",
         ],
@@ -421,4 +409,5 @@ def test_bench_predict_runs(bundle):
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "FSR / direct cost:" in out and "images/s" in out
+    assert "640x360 group picture, 6 faces" in out
     assert "of the 6 true ones" in out

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from fsr_fer_tf import startup
 
 # Lines TensorFlow 2.21 printed at import on machines of this project.
@@ -63,56 +65,69 @@ def test_onednn_default():
     assert not startup.onednn_default({}, {"tensorflow": 1}, "x86_64")
 
 
-def test_import_turns_onednn_on_unless_the_user_chose():
-    code = (
-        "import os, fsr_fer_tf; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))"
-    )
-    import platform
-
-    expected = (
-        "1" if platform.machine().lower() in ("x86_64", "amd64") else "None"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True,
-        timeout=600, env=env,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == expected
-    result = _import_in_subprocess(code, TF_ENABLE_ONEDNN_OPTS="0")
-    assert result.stdout.strip() == "0"
+# One `import fsr_fer_tf` per environment (each costs a TensorFlow start):
+# it prints TF_ENABLE_ONEDNN_OPTS and TF_CPP_MIN_LOG_LEVEL as the import left
+# them, then a line of its own on stderr.
+CHECK = (
+    "import os, sys, fsr_fer_tf\n"
+    "assert 'tensorflow' in sys.modules\n"
+    "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))\n"
+    "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])\n"
+    "print('after import', file=sys.stderr)\n"
+)
 
 
-def _import_in_subprocess(code, **env_changes):
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    env["TF_ENABLE_ONEDNN_OPTS"] = "1"  # the notice, on any x86 CPU
+def _import_in_subprocess(**env_changes):
+    """Runs CHECK where the user set neither variable, plus env_changes."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
+    }
     env.update(env_changes)
-    return subprocess.run(
-        [sys.executable, "-c", code],
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
         env=env,
     )
-
-
-def test_import_prints_nothing_but_what_follows():
-    result = _import_in_subprocess(
-        "import os, sys, fsr_fer_tf\n"
-        "assert 'tensorflow' in sys.modules\n"
-        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])\n"
-        "print('after import', file=sys.stderr)\n"
-    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "2\n"
-    assert result.stderr == "after import\n"
+    return result
 
 
-def test_a_users_log_level_is_kept():
-    result = _import_in_subprocess(
-        "import os, fsr_fer_tf; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])",
-        TF_CPP_MIN_LOG_LEVEL="0",
+@pytest.fixture(scope="module")
+def by_default():
+    """The import where the user set neither variable. On x86-64 the package
+    turns oneDNN on, so TensorFlow prints its oneDNN notice at import."""
+    return _import_in_subprocess()
+
+
+@pytest.fixture(scope="module")
+def user_chose():
+    """The import where the user set both variables."""
+    return _import_in_subprocess(
+        TF_ENABLE_ONEDNN_OPTS="0", TF_CPP_MIN_LOG_LEVEL="0"
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == "0\n"
+
+
+def _onednn_expected():
+    import platform
+
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    return "1" if x86 else "None"
+
+
+def test_import_turns_onednn_on_unless_the_user_chose(by_default, user_chose):
+    assert by_default.stdout.splitlines()[0] == _onednn_expected()
+    assert user_chose.stdout.splitlines()[0] == "0"
+
+
+def test_import_prints_nothing_but_what_follows(by_default):
+    assert by_default.stdout == _onednn_expected() + "\n2\n"
+    assert by_default.stderr == "after import\n"
+
+
+def test_a_users_log_level_is_kept(user_chose):
+    assert user_chose.stdout == "0\n0\n"

@@ -315,6 +315,7 @@ def run_ablation(
     eval_batch_size=64,
     eval_limit=0,
     generator="final",
+    figures=True,
 ):
     """Trains, evaluates and tabulates both runs; returns the Table 2 dict.
 
@@ -333,6 +334,8 @@ def run_ablation(
             all).
         generator: "final" (generator.keras) or "best" (the best validation
             generator, generator_best.keras).
+        figures: write each run's evaluation figures (PNG) beside its
+            results.json and tables.
 
     Returns:
         `build_table2(...)`'s dict, also written to MODEL_DIR/table2.json and
@@ -388,6 +391,7 @@ def run_ablation(
             batch_size=eval_batch_size,
             limit=eval_limit,
             n_examples=0,
+            figures=figures,
             dataset=dataset,
         )
         accuracies[label] = {
@@ -470,6 +474,12 @@ def define_flags():
         "Generator evaluated for each run: 'final' (generator.keras, after "
         "--steps) or 'best' (generator_best.keras, best validation mean).",
     )
+    flags.DEFINE_bool(
+        "eval_figures",
+        True,
+        "Write each run's evaluation figures (PNG) beside its results.json "
+        "and tables.",
+    )
 
 
 def main(argv):
@@ -510,6 +520,7 @@ def main(argv):
         eval_batch_size=FLAGS.eval_batch_size,
         eval_limit=FLAGS.eval_limit,
         generator=FLAGS.eval_generator,
+        figures=FLAGS.eval_figures,
     )
     print()
     print(table2_markdown(table))

@@ -8,9 +8,10 @@ checkpoints/fer2013) or `--fer_model` / `--generator`:
    baseline) and through the FSR route (G between SPD and head), and
    their ratio (the goal: FSR route <= 1.5x the direct route's cost);
 2. images/s end to end (detection, crops, MATLAB bicubic, both routes) on a
-   1600x900 group picture of `--group_faces` faces from `--faces_dir`
-   (a class-folder tree, e.g. ../shared/data/fer2013/val; without it, the
-   bundled procedural faces), with the time spent detecting.
+   1600x900 (`--canvas`) group picture of `--group_faces` faces from
+   `--faces_dir` (a class-folder tree, e.g. ../shared/data/fer2013/val;
+   without it, the bundled procedural faces), with the time spent
+   detecting.
 
 Usage:
   python tools/bench_predict.py --faces_dir=../shared/data/fer2013/val
@@ -35,7 +36,10 @@ GENERATOR = flags.DEFINE_string(
 FACES = flags.DEFINE_integer("faces", 256, "Pre-cropped faces per timing.")
 FACE_PX = flags.DEFINE_integer("face_px", 25, "Side of those faces.")
 GROUP_FACES = flags.DEFINE_integer(
-    "group_faces", 50, "Faces on the 1600x900 group picture."
+    "group_faces", 50, "Faces on the group picture."
+)
+CANVAS = flags.DEFINE_string(
+    "canvas", "1600x900", "Width x height of the group picture (px)."
 )
 FACES_DIR = flags.DEFINE_string(
     "faces_dir",
@@ -69,6 +73,19 @@ def group_faces(n, seed=0):
         synthetic.render_index(seed, "test", int(i))[0]
         for i in rng.permutation(1000)[:n]
     ]
+
+
+def canvas_size(text):
+    """(width, height) of a "WxH" --canvas value."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(
+            f"--canvas={text}: expected WxH, e.g. 1600x900"
+        ) from None
+    if width < 1 or height < 1:
+        raise SystemExit(f"--canvas={text}: sides must be >= 1")
+    return width, height
 
 
 def make_recognizer(**kwargs):
@@ -114,7 +131,8 @@ def main(argv):
 
     faces = group_faces(GROUP_FACES.value)
     sizes = rng.choice([16, 20, 24, 32, 40, 48, 64, 80], len(faces))
-    image, truth = group.group_image(faces, sizes)
+    width, height = canvas_size(CANVAS.value)
+    image, truth = group.group_image(faces, sizes, canvas=(height, width))
     auto = make_recognizer()
     detect = timed(auto.detect, image)
     whole = timed(auto.recognize, image)
@@ -122,7 +140,7 @@ def main(argv):
     matched = group.match([t["box"] for t in truth], [f.box for f in found])
     routes = [f.route for f in found]
     print(
-        f"\n1600x900 group picture, {len(truth)} faces of 16..80 px "
+        f"\n{width}x{height} group picture, {len(truth)} faces of 16..80 px "
         f"({'--faces_dir' if FACES_DIR.value else 'procedural faces'}):\n"
         f"  end to end     {1 / whole[1]:6.2f} images/s "
         f"({whole[1]:.2f} s an image)\n"

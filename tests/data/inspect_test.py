@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -90,25 +88,31 @@ def test_bad_flag_is_one_line(capsys):
     assert len(err) == 1 and err[0].startswith("error: ")
 
 
-def _run_inspect(*args):
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory, run_commands):
     """`python -m fsr_fer_tf.data.inspect ARGS` as a user's shell runs it:
     without the TF_CPP_MIN_LOG_LEVEL that tests/conftest.py sets, and with
     oneDNN on (TF_ENABLE_ONEDNN_OPTS=1), so that TensorFlow prints its
-    start-up notices here as it does on CPUs with AVX512-VNNI or AMX."""
+    start-up notices here as it does on CPUs with AVX512-VNNI or AMX. Both
+    command lines below run in one interpreter (TensorFlow imported once;
+    stderr still starts with what the import printed): {name:
+    (CompletedProcess, data folder)}."""
+    unreadable = tmp_path_factory.mktemp("unreadable")
+    for cls in ("happy", "sad"):
+        os.makedirs(unreadable / cls)
+        for i in range(2):
+            (unreadable / cls / f"{i}.png").write_bytes(b"not a png" * i)
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["TF_ENABLE_ONEDNN_OPTS"] = "1"
-    return subprocess.run(
-        [sys.executable, "-m", "fsr_fer_tf.data.inspect", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env=env,
+    inspect = ["-m", "fsr_fer_tf.data.inspect", "--data_format=folder"]
+    no_dir, only_unreadable = run_commands(
+        [inspect, inspect + [f"--data_dir={unreadable}"]], env=env
     )
+    return {"no_dir": no_dir, "only_unreadable": (only_unreadable, unreadable)}
 
 
-def test_command_line_exit_status():
-    result = _run_inspect("--data_format=folder")
+def test_command_line_exit_status(cli_runs):
+    result = cli_runs["no_dir"]
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
@@ -117,17 +121,13 @@ def test_command_line_exit_status():
     assert "--data_dir" in lines[0]
 
 
-def test_only_unreadable_files_prints_skipped_list(tmp_path):
-    for cls in ("happy", "sad"):
-        os.makedirs(tmp_path / cls)
-        for i in range(2):
-            (tmp_path / cls / f"{i}.png").write_bytes(b"not a png" * i)
-    result = _run_inspect("--data_format=folder", f"--data_dir={tmp_path}")
+def test_only_unreadable_files_prints_skipped_list(cli_runs):
+    result, folder = cli_runs["only_unreadable"]
     assert result.returncode == 2, result.stderr
     summary = json.loads(result.stdout)
     assert summary["skipped"]["count"] == 4
     paths = sorted(
-        os.path.relpath(item["path"], tmp_path)
+        os.path.relpath(item["path"], folder)
         for item in summary["skipped"]["items"]
     )
     assert paths == [

@@ -1,5 +1,6 @@
 """Tests of tools/ablation_reweight.py (the paper's Table 2 ablation)."""
 
+import glob
 import json
 import math
 import os
@@ -264,6 +265,7 @@ def test_end_to_end_on_tiny_run(tool, parse, tiny_run, tmp_path, capsys):
             f"--fer_model={tiny_run['fer']['final']}",
             f"--model_dir={model_dir}",
             "--eval_batch_size=32",
+            "--noeval_figures",  # evaluate_test checks the figures
         ]
         + TINY_FLAGS
     )
@@ -305,6 +307,7 @@ def test_end_to_end_on_tiny_run(tool, parse, tiny_run, tmp_path, capsys):
         assert params[name]["train"]["reweight"] is reweight
         with open(os.path.join(run_dir, "eval", "results.json")) as f:
             results = json.load(f)
+        assert not glob.glob(os.path.join(run_dir, "eval", "*.png"))
         assert (
             sorted(results["methods"]["fsr"], key=lambda k: int(k[1:])) == KEYS
         )

@@ -4,10 +4,13 @@
     python tests/train/_distributed_check.py fer|fsr OUT_DIR
         default and mirrored (2 logical CPUs) runs; prints the largest
         weight differences as JSON
-    python tests/train/_distributed_check.py mirrored_fer OUT_DIR STEPS
-        one mirrored stage-1 run of STEPS steps (resumes)
-    python tests/train/_distributed_check.py multi_worker OUT_DIR STEPS
-        one worker of a multi-worker stage-1 run (TF_CONFIG names it)
+    python tests/train/_distributed_check.py mirrored_fer OUT_DIR STEPS ...
+        mirrored stage-1 runs of STEPS steps in OUT_DIR (each resumes), one
+        (OUT_DIR, STEPS) pair after the other; prints a RESULT per run
+    python tests/train/_distributed_check.py multi_worker OUT_DIR STEPS ...
+        one worker of a multi-worker stage-1 run (TF_CONFIG names it),
+        trained to each STEPS in turn (the later calls resume); prints a
+        RESULT per call
 """
 
 import json
@@ -70,32 +73,48 @@ def max_diff(a, b):
     return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
 
 
-def single_run(name, out_dir, steps):
+def run_result(strategy, out_dir, result):
+    """What distribute_test.py checks after a stage-1 run."""
+    scratch = distribute.worker_dir(out_dir, strategy)
+    latest = tf.train.latest_checkpoint(out_dir)  # the chief's to check
+    return {
+        "steps": result["steps"],
+        "replicas": distribute.num_replicas(strategy),
+        "chief": distribute.is_chief(strategy),
+        "latest": os.path.basename(latest) if latest else None,
+        "final": os.path.isfile(os.path.join(out_dir, "final.keras")),
+        # A non-chief worker deletes its scratch copy after saving.
+        "scratch_left": scratch != out_dir and os.path.exists(scratch),
+    }
+
+
+def single_runs(name, runs):
+    """Stage-1 runs [(out_dir, steps), ...] on one strategy, in turn."""
     strategy = distribute.make_strategy(name)  # first: multi-worker needs it
-    result = fer_loop.train_fer(
-        MODEL,
-        configs.replace(FER, steps=steps),
-        DATA,
-        out_dir,
-        dataset=synthetic.load_synthetic(DATA),
-        strategy=strategy,
-    )
-    print(
-        "RESULT "
-        + json.dumps(
-            {
-                "steps": result["steps"],
-                "replicas": distribute.num_replicas(strategy),
-                "chief": distribute.is_chief(strategy),
-            }
+    for out_dir, steps in runs:
+        result = fer_loop.train_fer(
+            MODEL,
+            configs.replace(FER, steps=steps),
+            DATA,
+            out_dir,
+            dataset=synthetic.load_synthetic(DATA),
+            strategy=strategy,
         )
-    )
+        print(
+            "RESULT " + json.dumps(run_result(strategy, out_dir, result)),
+            flush=True,
+        )
 
 
 def main(stage, out_dir, *rest):
-    if stage in ("mirrored_fer", "multi_worker"):
-        name = "mirrored" if stage == "mirrored_fer" else stage + "_mirrored"
-        return single_run(name, out_dir, int(rest[0]))
+    if stage == "mirrored_fer":
+        args = (out_dir,) + rest
+        runs = [(d, int(n)) for d, n in zip(args[::2], args[1::2])]
+        return single_runs("mirrored", runs)
+    if stage == "multi_worker":
+        return single_runs(
+            "multi_worker_mirrored", [(out_dir, int(n)) for n in rest]
+        )
     dataset = synthetic.load_synthetic(DATA)
     result = {}
     runs = {}

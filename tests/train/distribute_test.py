@@ -31,13 +31,15 @@ def _env(**extra):
     return env
 
 
-def _result(out):
+def _results(out):
+    """Every RESULT line's JSON, in order."""
     lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
     assert lines, out[-3000:]
-    return json.loads(lines[-1][len("RESULT ") :])
+    return [json.loads(line[len("RESULT ") :]) for line in lines]
 
 
 def _run(*args, env=None, timeout=600):
+    """The RESULTs of one _distributed_check.py run."""
     proc = subprocess.run(
         [sys.executable, CHECK, *args],
         capture_output=True,
@@ -46,7 +48,7 @@ def _run(*args, env=None, timeout=600):
         env=env or _env(),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return _result(proc.stdout)
+    return _results(proc.stdout)
 
 
 @pytest.mark.slow
@@ -55,7 +57,7 @@ def test_mirrored_equals_one_device_in_both_stages(tmp_path):
     # synchronised batch-norm, stage 2 with re-weighting gradients, a
     # weighted critic and the WGAN-div penalty. float32 sums in another
     # order: 1e-5 on the weights.
-    result = _run("fsr", str(tmp_path))
+    (result,) = _run("fsr", str(tmp_path))
     assert result["replicas_default"] == 1 and result["replicas_mirrored"] == 2
     assert result["fer_weights"] < 1e-5, result
     assert result["fsr_generator"] < 1e-5, result
@@ -70,8 +72,6 @@ def _weights(path):
 
 @pytest.mark.slow
 def test_killed_mirrored_run_resumes_at_its_checkpoint(tmp_path):
-    straight = tmp_path / "straight"
-    _run("mirrored_fer", str(straight), "14")
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, CHECK, "mirrored_fer", str(killed), "14"],
@@ -90,8 +90,15 @@ def test_killed_mirrored_run_resumes_at_its_checkpoint(tmp_path):
         proc.wait()
     assert not (killed / "final.keras").exists()
     assert tf.train.latest_checkpoint(str(killed)).endswith("ckpt-7")
-    result = _run("mirrored_fer", str(killed), "14")
-    assert result["steps"] == 14 and result["replicas"] == 2
+    # One process (a fresh TensorFlow) resumes the killed run, then trains
+    # the same run straight through in another folder.
+    straight = tmp_path / "straight"
+    resumed, whole = _run(
+        "mirrored_fer", str(killed), "14", str(straight), "14"
+    )
+    assert resumed["steps"] == 14 and resumed["replicas"] == 2
+    assert resumed["latest"] == "ckpt-14" and resumed["final"]
+    assert whole["steps"] == 14 and whole["replicas"] == 2
     for a, b in zip(
         _weights(str(straight / "final.keras")),
         _weights(str(killed / "final.keras")),
@@ -109,7 +116,9 @@ def _free_ports(n):
     return ports
 
 
-def _workers(model_dir, steps):
+def _workers(model_dir, *steps):
+    """Two local workers of one multi-worker run, trained to each of
+    `steps` in turn (the later calls resume): each worker's RESULTs."""
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     procs = []
@@ -120,7 +129,8 @@ def _workers(model_dir, steps):
         }
         procs.append(
             subprocess.Popen(
-                [sys.executable, CHECK, "multi_worker", model_dir, str(steps)],
+                [sys.executable, CHECK, "multi_worker", model_dir]
+                + [str(n) for n in steps],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -131,22 +141,28 @@ def _workers(model_dir, steps):
     for proc in procs:
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]
-        results.append(_result(out))
+        results.append(_results(out))
     return results
 
 
 @pytest.mark.slow
 def test_two_local_workers_train_and_resume(tmp_path):
+    # One launch of the two workers: each trains 4 steps, then resumes
+    # the run from its checkpoint to 6.
     model_dir = str(tmp_path / "mw")
-    first = _workers(model_dir, 4)
+    (chief_first, chief_again), (other_first, other_again) = _workers(
+        model_dir, 4, 6
+    )
+    first, again = [chief_first, other_first], [chief_again, other_again]
     assert [r["chief"] for r in first] == [True, False]
     assert all(r["replicas"] == 2 and r["steps"] == 4 for r in first)
-    assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-4")
+    assert chief_first["latest"] == "ckpt-4"
     # Only the chief wrote the run; the other's scratch copy is gone.
-    assert os.path.isfile(os.path.join(model_dir, "final.keras"))
+    assert chief_first["final"]
+    assert not other_first["scratch_left"] and not other_again["scratch_left"]
     assert not os.path.exists(os.path.join(model_dir, ".workers", "worker_1"))
-    again = _workers(model_dir, 6)
     assert all(r["steps"] == 6 for r in again)
+    assert chief_again["latest"] == "ckpt-6"
     assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-6")
 
 

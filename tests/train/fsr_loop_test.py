@@ -44,6 +44,17 @@ def _weights(path):
     return [w.numpy() for w in keras.models.load_model(path).weights]
 
 
+def _listing(folder):
+    """{relative path: (size, mtime)} of every file under `folder`."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            st = os.stat(os.path.join(root, name))
+            rel = os.path.relpath(os.path.join(root, name), folder)
+            out[rel] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
 def test_exports_and_combined_model(tiny_run):
     fsr = tiny_run["fsr"]
     for key in ("generator", "critic", "generator_best", "fsr_fer"):
@@ -73,17 +84,33 @@ def test_exports_and_combined_model(tiny_run):
         assert tag in train, tag
 
 
-def test_frozen_covpoolfer_is_not_changed(tiny_run, tmp_path):
+@pytest.fixture(scope="module")
+def straight(tiny_run, tmp_path_factory):
+    """A run of CFG (with generator snapshots at steps 1 and 2), and the
+    frozen CovPoolFER's weights as they were before it."""
     before = _weights(tiny_run["fer"]["final"])
-    _train(tiny_run, tmp_path / "r", dataclasses.replace(CFG, steps=2))
+    cfg = dataclasses.replace(CFG, snapshot_steps="1,2")
+    run = _train(tiny_run, tmp_path_factory.mktemp("straight"), cfg)
+    return run, cfg, before
+
+
+@pytest.fixture(scope="module")
+def two_steps(tiny_run, tmp_path_factory):
+    """A run of CFG cut to 2 steps."""
+    cfg = dataclasses.replace(CFG, steps=2)
+    return _train(tiny_run, tmp_path_factory.mktemp("two"), cfg)
+
+
+def test_frozen_covpoolfer_is_not_changed(tiny_run, straight):
+    _, _, before = straight
     for a, b in zip(before, _weights(tiny_run["fer"]["final"])):
         np.testing.assert_array_equal(a, b)
 
 
 def test_interrupt_and_resume_equals_straight_run(
-    tiny_run, tmp_path, monkeypatch
+    tiny_run, straight, tmp_path, monkeypatch
 ):
-    straight = _train(tiny_run, tmp_path / "straight")
+    straight, cfg, _ = straight
     original = loop.ProgressLogger.maybe_log
 
     def interrupt_at_3(self, step, metrics, force=False):
@@ -93,9 +120,9 @@ def test_interrupt_and_resume_equals_straight_run(
 
     monkeypatch.setattr(loop.ProgressLogger, "maybe_log", interrupt_at_3)
     with pytest.raises(KeyboardInterrupt):
-        _train(tiny_run, tmp_path / "resumed")
+        _train(tiny_run, tmp_path / "resumed", cfg)
     monkeypatch.setattr(loop.ProgressLogger, "maybe_log", original)
-    resumed = _train(tiny_run, tmp_path / "resumed")
+    resumed = _train(tiny_run, tmp_path / "resumed", cfg)
     assert resumed["steps"] == straight["steps"] == 5
     for name in ("generator", "critic"):
         for a, b in zip(_weights(straight[name]), _weights(resumed[name])):
@@ -118,24 +145,17 @@ def test_interrupt_and_resume_equals_straight_run(
         )
 
 
-def test_snapshot_equals_a_run_of_that_length(tiny_run, tmp_path):
-    short = _train(
-        tiny_run, tmp_path / "two", dataclasses.replace(CFG, steps=2)
-    )
-    longer = _train(
-        tiny_run,
-        tmp_path / "three",
-        dataclasses.replace(CFG, steps=3, snapshot_steps="1,2"),
-    )
+def test_snapshot_equals_a_run_of_that_length(straight, two_steps):
+    longer, _, _ = straight
     run_dir = longer["model_dir"]
     assert sorted(f for f in os.listdir(run_dir) if "_step" in f) == [
         "generator_step1.keras",
         "generator_step2.keras",
     ]
     snapshot = _weights(fsr_loop.snapshot_path(run_dir, 2))
-    for a, b in zip(snapshot, _weights(short["generator"])):
+    for a, b in zip(snapshot, _weights(two_steps["generator"])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    # ... and is not the final generator, one step later.
+    # ... and is not the final generator, three steps later.
     final = _weights(longer["generator"])
     assert any(not np.allclose(a, b) for a, b in zip(snapshot, final))
 
@@ -211,11 +231,13 @@ def test_stage1_model_of_another_preset_is_refused(tiny_run, tmp_path):
     fsr_loop.check_fer_preset(loaded, path, None)
 
 
-def test_generator_for_another_feature_size_is_refused(tiny_run, tmp_path):
+def test_generator_for_another_feature_size_is_refused(
+    tiny_run, two_steps, tmp_path
+):
     # A stage-2 checkpoint for d=8 features cannot resume on d=6 features:
     # the architecture check names the feature size.
-    model_dir = tmp_path / "r"
-    _train(tiny_run, model_dir, dataclasses.replace(CFG, steps=1))
+    model_dir = two_steps["model_dir"]
+    files = _listing(model_dir)
     small = covpool.build_covpoolfer(
         configs.CovPoolFERConfig(
             conv_filters=(4, 4, 6, 6, 8, 8), bimap_dim=6, fc_units=(16, 8)
@@ -227,11 +249,12 @@ def test_generator_for_another_feature_size_is_refused(tiny_run, tmp_path):
             str(tmp_path / "small.keras"),
             G,
             D,
-            CFG,
+            dataclasses.replace(CFG, steps=2),
             tiny_run["data_config"],
             str(model_dir),
             dataset=tiny_run["dataset"],
         )
+    assert _listing(model_dir) == files  # refused before writing
 
 
 @pytest.mark.parametrize(

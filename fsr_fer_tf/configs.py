@@ -6,10 +6,85 @@ configs (or plain arguments), never absl FLAGS.
 
 import dataclasses
 import os
+import typing
 
 from fsr_fer_tf import errors
 
 DATA_FORMATS = ("synthetic", "rafdb", "folder", "fer2013_csv")
+
+
+def parse_int_list(value, what):
+    """(2, 3, 4) from "2,3,4" (a flag, YAML text), [2, 3, 4] (JSON, YAML)
+    or a single int; a ConfigError naming `what` otherwise."""
+    if isinstance(value, bool):
+        value = [value]  # refused below: True is not a step or a scale
+    if isinstance(value, int):
+        value = [value]
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    try:
+        if not isinstance(value, (list, tuple)) or any(
+            isinstance(v, (bool, float)) for v in value
+        ):
+            raise ValueError
+        return tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise errors.ConfigError(
+            f"{what} must be comma-separated integers, got '{value}'."
+        ) from None
+
+
+def parse_schedule(value, what="--learning_rate_schedule"):
+    """((0, 0.1), (120, 0.01)) from "0:0.1,120:0.01" or [[0, 0.1], ...],
+    checked: starts at 0, increases, values > 0."""
+    pairs = []
+    try:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        for item in items:
+            if isinstance(item, str):
+                if not item.strip():
+                    continue
+                item = item.split(":")
+            at, rate = item
+            if isinstance(at, float) or isinstance(at, bool):
+                raise ValueError
+            pairs.append((int(at), float(rate)))
+    except (TypeError, ValueError):
+        raise errors.ConfigError(
+            f"{what} must look like '0:0.1,120:0.01' (start:value), got "
+            f"'{value}'."
+        ) from None
+    text = list_text(pairs)
+    starts = [a for a, _ in pairs]
+    if not pairs or starts[0] != 0 or starts != sorted(set(starts)):
+        raise errors.ConfigError(
+            f"{what} must start at 0 and increase, got '{text}'."
+        )
+    if any(v <= 0 for _, v in pairs):
+        raise errors.ConfigError(f"{what} values must be > 0, got '{text}'.")
+    return tuple(pairs)
+
+
+def list_text(value):
+    """The flag text of a list setting: "2,3,4" or "0:0.1,120:0.01"."""
+    return ",".join(
+        ":".join(str(v) for v in item) if isinstance(item, tuple) else str(item)
+        for item in value
+    )
+
+
+class _TypedLists:
+    """Dataclass mixin: the fields named in LIST_FIELDS ({field: parser})
+    hold typed tuples. They are parsed once, where a config is made (from
+    flag text "2,3,4", a YAML or JSON list, or a tuple), so the code
+    inside only sees tuples and a bad value fails on creation, with the
+    flag's name."""
+
+    LIST_FIELDS = {}
+
+    def __post_init__(self):
+        for name, parse in self.LIST_FIELDS.items():
+            setattr(self, name, parse(getattr(self, name), f"--{name}"))
 
 
 @dataclasses.dataclass
@@ -204,7 +279,7 @@ CRITIC_PRESETS = {
 
 
 @dataclasses.dataclass
-class FERTrainConfig:
+class FERTrainConfig(_TypedLists):
     """Stage-1 training: CovPoolFER on HR faces (released CovPoolFER recipe).
 
     The FSR-FER paper used the released pretrained CovPoolFER model; these are
@@ -245,16 +320,21 @@ class FERTrainConfig:
     batch_size: int = 128
     epochs: int = 800
     steps: int = 0
-    learning_rate_schedule: str = "0:0.1,120:0.01,240:0.001,500:0.0001"
+    learning_rate_schedule: tuple = (
+        (0, 0.1),
+        (120, 0.01),
+        (240, 0.001),
+        (500, 0.0001),
+    )
     adam_epsilon: float = 0.1
     weight_decay: float = 5e-2
     center_loss_weight: float = 1e-2
     center_loss_alpha: float = 0.9
-    train_scales: str = "1"
+    train_scales: tuple = (1,)
     random_flip: bool = True
     max_rotation: float = 10.0
     max_shift: int = 0
-    val_scales: str = "1"
+    val_scales: tuple = (1,)
     eval_every_epochs: int = 10
     log_every: int = 50
     mixed_precision: bool = False
@@ -262,15 +342,21 @@ class FERTrainConfig:
     seed: int = 0
     init_from: str = ""
 
+    LIST_FIELDS: typing.ClassVar = {
+        "learning_rate_schedule": parse_schedule,
+        "train_scales": parse_int_list,
+        "val_scales": parse_int_list,
+    }
+
 
 FER_TRAIN_PRESETS = {
     "paper": FERTrainConfig(),
     "demo": FERTrainConfig(
         batch_size=32,
         epochs=6,
-        learning_rate_schedule="0:0.01,4:0.001",
+        learning_rate_schedule=((0, 0.01), (4, 0.001)),
         weight_decay=5e-4,
-        val_scales="1,4,8",
+        val_scales=(1, 4, 8),
         eval_every_epochs=2,
         log_every=25,
     ),
@@ -281,11 +367,16 @@ FER_TRAIN_PRESETS = {
     "fer2013": FERTrainConfig(
         batch_size=64,
         epochs=15,
-        learning_rate_schedule="0:0.003,8:0.001,12:0.0003,14:0.0001",
+        learning_rate_schedule=(
+            (0, 0.003),
+            (8, 0.001),
+            (12, 0.0003),
+            (14, 0.0001),
+        ),
         adam_epsilon=1e-7,
         weight_decay=5e-4,
         max_shift=4,
-        val_scales="1,4,8",
+        val_scales=(1, 4, 8),
         eval_every_epochs=2,
         log_every=50,
     ),
@@ -293,7 +384,7 @@ FER_TRAIN_PRESETS = {
 
 
 @dataclasses.dataclass
-class FSRTrainConfig:
+class FSRTrainConfig(_TypedLists):
     """Stage-2 training: the feature-SR GAN (paper section 3.4).
 
     Attributes:
@@ -347,9 +438,9 @@ class FSRTrainConfig:
 
     batch_size: int = 32
     steps: int = 400_000
-    scales: str = "2,3,4,5,6,7,8"
+    scales: tuple = (2, 3, 4, 5, 6, 7, 8)
     learning_rate: float = 2e-4
-    lr_boundaries: str = "20000,50000,100000,200000"
+    lr_boundaries: tuple = (20000, 50000, 100000, 200000)
     lr_decay: float = 0.5
     beta_1: float = 0.0
     beta_2: float = 0.999
@@ -369,9 +460,9 @@ class FSRTrainConfig:
     critic_weighting: bool = False
     pretrain_steps: int = 0
     pretrain_learning_rate: float = 2e-4
-    pretrain_lr_boundaries: str = "20000"
+    pretrain_lr_boundaries: tuple = (20000,)
     eval_every: int = 5000
-    snapshot_steps: str = ""
+    snapshot_steps: tuple = ()
     eval_images: int = 0
     log_every: int = 100
     checkpoint_every: int = 1000
@@ -380,12 +471,19 @@ class FSRTrainConfig:
     jit_compile: bool = False
     seed: int = 0
 
+    LIST_FIELDS: typing.ClassVar = {
+        "scales": parse_int_list,
+        "lr_boundaries": parse_int_list,
+        "pretrain_lr_boundaries": parse_int_list,
+        "snapshot_steps": parse_int_list,
+    }
+
 
 FSR_TRAIN_PRESETS = {
     "paper": FSRTrainConfig(),
     "demo": FSRTrainConfig(
         steps=300,
-        lr_boundaries="200",
+        lr_boundaries=(200,),
         eval_every=100,
         eval_images=350,
         log_every=25,
@@ -395,7 +493,7 @@ FSR_TRAIN_PRESETS = {
     # d = 48, batch 32); validation on a fixed stratified 700 val faces.
     "fer2013": FSRTrainConfig(
         steps=2400,
-        lr_boundaries="1600",
+        lr_boundaries=(1600,),
         eval_every=400,
         eval_images=700,
         log_every=50,
@@ -428,9 +526,9 @@ RECIPES = {
             "critic_weighting": True,
             "pretrain_steps": 40_000,
             "pretrain_learning_rate": 2e-4,
-            "pretrain_lr_boundaries": "20000",
+            "pretrain_lr_boundaries": (20000,),
             "learning_rate": 2e-5,
-            "lr_boundaries": "20000,100000,200000",
+            "lr_boundaries": (20000, 100000, 200000),
         },
     },
 }
@@ -445,15 +543,15 @@ RECIPE_SCHEDULES = {
     "demo": {
         "released": {
             "pretrain_steps": 100,
-            "pretrain_lr_boundaries": "",
-            "lr_boundaries": "200",
+            "pretrain_lr_boundaries": (),
+            "lr_boundaries": (200,),
         }
     },
     "fer2013": {
         "released": {
             "pretrain_steps": 300,
-            "pretrain_lr_boundaries": "",
-            "lr_boundaries": "1600",
+            "pretrain_lr_boundaries": (),
+            "lr_boundaries": (1600,),
         }
     },
 }
@@ -515,7 +613,7 @@ ISR_MODEL_PRESETS = {
 
 
 @dataclasses.dataclass
-class ISRTrainConfig:
+class ISRTrainConfig(_TypedLists):
     """Training of an image-SR baseline (L1 on the same LR synthesis).
 
     Attributes:
@@ -552,9 +650,9 @@ class ISRTrainConfig:
 
     batch_size: int = 16
     steps: int = 1_000_000
-    scales: str = "2,3,4,5,6,7,8"
+    scales: tuple = (2, 3, 4, 5, 6, 7, 8)
     learning_rate: float = 1e-4
-    lr_boundaries: str = "200000,400000,600000,800000"
+    lr_boundaries: tuple = (200000, 400000, 600000, 800000)
     lr_decay: float = 0.5
     beta_1: float = 0.9
     beta_2: float = 0.999
@@ -570,13 +668,18 @@ class ISRTrainConfig:
     seed: int = 0
     init_from: str = ""
 
+    LIST_FIELDS: typing.ClassVar = {
+        "scales": parse_int_list,
+        "lr_boundaries": parse_int_list,
+    }
+
 
 ISR_TRAIN_PRESETS = {
     "paper": ISRTrainConfig(),
     "fer2013": ISRTrainConfig(
         steps=3000,
         learning_rate=3e-4,
-        lr_boundaries="2000",
+        lr_boundaries=(2000,),
         eval_every=500,
         eval_images=350,
         log_every=50,
@@ -585,7 +688,7 @@ ISR_TRAIN_PRESETS = {
     "demo": ISRTrainConfig(
         steps=200,
         learning_rate=5e-4,
-        lr_boundaries="150",
+        lr_boundaries=(150,),
         eval_every=100,
         eval_images=70,
         log_every=25,
@@ -631,40 +734,6 @@ def preset(presets, name, what):
             f"{', '.join(sorted(presets))}."
         )
     return presets[name]
-
-
-def parse_int_list(text, what):
-    """Parses "2,3,4" into (2, 3, 4), with a ConfigError naming `what`."""
-    try:
-        values = tuple(int(v) for v in str(text).split(",") if v.strip())
-    except ValueError:
-        raise errors.ConfigError(
-            f"{what} must be comma-separated integers, got '{text}'."
-        ) from None
-    return values
-
-
-def parse_schedule(text, what="--learning_rate_schedule"):
-    """Parses "0:0.1,120:0.01" into ((0, 0.1), (120, 0.01)), checked."""
-    pairs = []
-    try:
-        for item in str(text).split(","):
-            if item.strip():
-                at, value = item.split(":")
-                pairs.append((int(at), float(value)))
-    except ValueError:
-        raise errors.ConfigError(
-            f"{what} must look like '0:0.1,120:0.01' (start:value), got "
-            f"'{text}'."
-        ) from None
-    starts = [a for a, _ in pairs]
-    if not pairs or starts[0] != 0 or starts != sorted(set(starts)):
-        raise errors.ConfigError(
-            f"{what} must start at 0 and increase, got '{text}'."
-        )
-    if any(v <= 0 for _, v in pairs):
-        raise errors.ConfigError(f"{what} values must be > 0, got '{text}'.")
-    return tuple(pairs)
 
 
 def data_config_from_params(data):

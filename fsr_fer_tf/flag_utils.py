@@ -65,6 +65,9 @@ def define_config_flags(
         help_text = docs.get(field.name)
         if not help_text:
             raise ValueError(f"{cls.__name__}.{field.name} has no docstring")
+        if field.name in getattr(cls, "LIST_FIELDS", {}):
+            # A typed tuple inside; its flag is the text the config parses.
+            default = configs.list_text(default)
         help_text += f" (paper preset: {default!r})"
         if isinstance(default, tuple):
             raise ValueError(
@@ -145,6 +148,8 @@ class _Raw(str):
 def _coerce(config, key, value):
     """Converts an override to the type of the config field it replaces."""
     current = getattr(config, key)
+    if key in getattr(type(config), "LIST_FIELDS", {}):
+        return value  # text, a list or a tuple: the config parses it
     if isinstance(value, _Raw):
         if isinstance(current, str) or (current is None and value != "null"):
             return str(value)

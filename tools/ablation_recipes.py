@@ -539,9 +539,7 @@ def run_ablation(
             eval_lib.load_generator(result["generator"], d),
         )
         rows.append((variant.name, variant.label, variant.beyond_paper))
-        for snap in sorted(
-            int(s) for s in cfg.snapshot_steps.split(",") if s.strip()
-        ):
+        for snap in sorted(cfg.snapshot_steps):
             path = fsr_loop.snapshot_path(result["model_dir"], snap)
             if snap < cfg.steps and os.path.isfile(path):
                 name = f"{variant.name}@{snap}"

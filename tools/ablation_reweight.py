@@ -405,7 +405,7 @@ def run_ablation(
         "n_images": results["dataset"]["n_images"],
         "generator": generator,
         "validation_split": fer_loop.validation_split(dataset),
-        "validation_scales": cfg.scales,
+        "validation_scales": configs.list_text(cfg.scales),
         "eval_every": cfg.eval_every,
         "steps": {label: trained[label]["steps"] for label in trained},
         "pretrain_steps": cfg.pretrain_steps,

@@ -12,12 +12,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from fsr_fer_tf import configs
 from fsr_fer_tf import errors
 from fsr_fer_tf import eval_lib
 from fsr_fer_tf import labels as labels_lib
 from fsr_fer_tf import plots
-from fsr_fer_tf.data import loader
 from fsr_fer_tf.data import pipeline
 from fsr_fer_tf.models import covpool
 from fsr_fer_tf.train import fer_steps
@@ -43,9 +41,8 @@ def validate_config(cfg):
     )
     req(cfg.eval_every_epochs > 0, "--eval_every_epochs must be > 0.")
     req(cfg.log_every > 0, "--log_every must be > 0.")
-    configs.parse_schedule(cfg.learning_rate_schedule)
     for name in ("train_scales", "val_scales"):
-        scales = configs.parse_int_list(getattr(cfg, name), f"--{name}")
+        scales = getattr(cfg, name)
         req(scales, f"--{name} must name at least one scale.")
         req(all(s >= 1 for s in scales), f"--{name} scales must be >= 1.")
 
@@ -73,17 +70,12 @@ def load_initial_weights(model, path):
     logging.info("Initial weights from %s", path)
 
 
-def validation_split(dataset):
-    """The split used for validation: "val" if the data has one, else "test".
-
-    RAF-DB has no validation split (the released code evaluated on test), so
-    `best.keras` is then selected on the test split; `final.keras` is not.
-    """
-    return "val" if "val" in dataset.splits else "test"
+# Kept here too: callers of stage 1 have used fer_loop.validation_split.
+validation_split = loop.validation_split
 
 
 def _learning_rate(cfg, steps_per_epoch):
-    schedule = configs.parse_schedule(cfg.learning_rate_schedule)
+    schedule = cfg.learning_rate_schedule
     boundaries = [epoch * steps_per_epoch for epoch, _ in schedule[1:]]
     values = [lr for _, lr in schedule]
     if not boundaries:
@@ -215,6 +207,10 @@ def train_fer(
 ):
     """Trains CovPoolFER; returns {"final": path, "best": path, ...}.
 
+    Set-up (`Stage1Run`), then one straight loop over each epoch's batches
+    (`Stage1Run.step`), validation and a checkpoint at epoch ends
+    (`Stage1Run.end_of_pass`), then the exports.
+
     Args:
         model_config: a `configs.CovPoolFERConfig`.
         cfg: a `configs.FERTrainConfig`.
@@ -233,208 +229,264 @@ def train_fer(
         {"final": final.keras path, "best": best.keras path,
          "validation": last validation accuracies, "steps": total steps}.
     """
-    from fsr_fer_tf import distribute
-
-    validate_config(cfg)
-    train_scales = configs.parse_int_list(cfg.train_scales, "--train_scales")
-    val_scales = configs.parse_int_list(cfg.val_scales, "--val_scales")
-    if strategy is None:
-        strategy = distribute.make_strategy(cfg.distribution_strategy)
-    distribute.check_batch_size(cfg.batch_size, strategy)
-    if dataset is None:
-        dataset = loader.load_dataset(data_config)
-    loop.report_dataset(dataset)
-    train_split = dataset.split("train")
-    val_name = validation_split(dataset)
-    val_split = dataset.split(val_name)
-    steps_per_epoch = len(train_split) // cfg.batch_size
-    errors.require(
-        steps_per_epoch > 0,
-        f"the train split has {len(train_split)} images, fewer than "
-        f"--batch_size {cfg.batch_size}; lower --batch_size.",
-        errors.DataError,
-    )
-    total_steps = cfg.steps or cfg.epochs * steps_per_epoch
-    params = {
-        "model": dataclasses.asdict(model_config),
-        "train": dataclasses.asdict(cfg),
-        "data": dataclasses.asdict(data_config),
-        "validation_split": val_name,
-        "steps_per_epoch": steps_per_epoch,
-        "total_steps": total_steps,
-    }
-    run = loop.RunDirectory(
-        model_dir,
-        params,
-        _architecture(model_config, cfg.mixed_precision),
-        resume,
-        kind="fer",
-        chief=distribute.is_chief(strategy),
-        checkpoint_dir=distribute.worker_dir(model_dir, strategy),
-    )
-    metadata = training_metadata(
-        preset,
+    trainer = Stage1Run(
+        model_config,
+        cfg,
         data_config,
+        model_dir,
+        resume,
         dataset,
-        train_split,
-        train_scales,
-        model_config.image_size,
+        preset,
+        strategy,
     )
-    if cfg.init_from:
-        metadata["init_from"] = os.path.abspath(cfg.init_from)
-    model, optimizer, steps = _build(
-        model_config, cfg, steps_per_epoch, metadata, strategy
-    )
-    if cfg.init_from:
-        # Before the restore: a resumed run's checkpoint overwrites these.
-        load_initial_weights(model, cfg.init_from)
-    with strategy.scope():
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    best = loop.BestTracker(
-        run, f"accuracy_{eval_lib.scale_key(val_scales[0])}"
-    )
-    ckpt = run.checkpoint(
-        model=model,
-        optimizer=optimizer,
-        centers=steps.centers,
-        step=step,
-        best=best.best,
-    )
-    manager = run.checkpoint_manager(ckpt)
-    run.restore(ckpt, manager)
-    train_writer, val_writer = run.summary_writers()
-    best_path = run.path("best.keras")
-    final_path = run.path("final.keras")
+    with loop.checkpoint_on_interrupt(trainer.save_on_interrupt):
+        while not trainer.done():
+            for batch in trainer.epoch_batches():
+                trainer.step(batch)
+                if trainer.done():
+                    break
+            trainer.end_of_pass()
+    return trainer.finish()
 
-    start = int(step.numpy())
-    logging.info(
-        "Stage 1: %d steps (%d per epoch, batch %d over %d replica(s)), %s "
-        "-> %s",
-        total_steps,
-        steps_per_epoch,
-        cfg.batch_size,
-        distribute.num_replicas(strategy),
-        "resuming at step %d" % start if start else "from scratch",
-        run.model_dir,
-    )
-    progress = loop.ProgressLogger(
-        total_steps, cfg.log_every, cfg.batch_size, start_step=start
-    )
-    accuracies = {}
 
-    def validate_now(current):
-        nonlocal accuracies
-        if not run.chief:  # the chief validates, exports and keeps `best`
-            return
-        accuracies = run_validation(
-            steps, val_split, val_scales, cfg.batch_size, val_writer, current
+class Stage1Run:
+    """The state of one stage-1 run, in the order `train_fer` uses it.
+
+    `__init__` checks the settings, loads the data, opens the run folder
+    (refusing an incompatible one), builds the model, optimizer and steps,
+    applies `init_from` and restores the latest checkpoint. `current` is
+    the number of steps done.
+
+    The metrics of the steps since the last pull stay tensors (`pending`):
+    copying each step's to the host (float()) would make the loop wait for
+    every step, where the device could already run the next. They are
+    pulled at logging steps and before validation or a checkpoint, and
+    checked then. A late check loses only the granularity of the error:
+    the steps skip an update whose gradients are not finite
+    (`updates.apply_if_finite`), so the weights are still the last good
+    state (saved at the pulling step: resuming continues after it, not
+    after the non-finite step).
+    """
+
+    def __init__(
+        self,
+        model_config,
+        cfg,
+        data_config,
+        model_dir,
+        resume=True,
+        dataset=None,
+        preset=None,
+        strategy=None,
+    ):
+        from fsr_fer_tf import distribute
+
+        validate_config(cfg)
+        self.cfg = cfg
+        self.image_size = model_config.image_size
+        if strategy is None:
+            strategy = distribute.make_strategy(cfg.distribution_strategy)
+        distribute.check_batch_size(cfg.batch_size, strategy)
+        self.strategy = strategy
+        data = loop.TrainingData(dataset, data_config, cfg.batch_size)
+        dataset = data.dataset
+        self.train_split, self.val_name, self.val_split = (
+            data.train,
+            data.val_name,
+            data.val,
         )
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in accuracies.items())
-        logging.info("Validation (%s) at step %d: %s", val_name, current, shown)
-        first = accuracies[eval_lib.scale_key(val_scales[0])]
-        if best.update(
-            first,
-            current,
-            lambda: loop.export_keras(model, best_path),
-            {"validation_split": val_name, "accuracies": accuracies},
-        ):
-            logging.info("New best model -> %s", best_path)
+        self.steps_per_epoch = data.batches_per_epoch
+        self.total_steps = cfg.steps or cfg.epochs * self.steps_per_epoch
+        params = {
+            "model": dataclasses.asdict(model_config),
+            "train": dataclasses.asdict(cfg),
+            "data": dataclasses.asdict(data_config),
+            "validation_split": self.val_name,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+        }
+        self.run = loop.RunDirectory(
+            model_dir,
+            params,
+            _architecture(model_config, cfg.mixed_precision),
+            resume,
+            kind="fer",
+            chief=distribute.is_chief(strategy),
+            checkpoint_dir=distribute.worker_dir(model_dir, strategy),
+        )
+        metadata = training_metadata(
+            preset,
+            data_config,
+            dataset,
+            self.train_split,
+            cfg.train_scales,
+            model_config.image_size,
+        )
+        if cfg.init_from:
+            metadata["init_from"] = os.path.abspath(cfg.init_from)
+        self.model, self.optimizer, self.steps = _build(
+            model_config, cfg, self.steps_per_epoch, metadata, strategy
+        )
+        if cfg.init_from:
+            # Before the restore: a resumed run's checkpoint overwrites these.
+            load_initial_weights(self.model, cfg.init_from)
+        with strategy.scope():
+            self.step_var = tf.Variable(
+                0, dtype=tf.int64, trainable=False, name="step"
+            )
+        self.first_key = eval_lib.scale_key(cfg.val_scales[0])
+        self.best = loop.BestTracker(self.run, f"accuracy_{self.first_key}")
+        ckpt = self.run.checkpoint(
+            model=self.model,
+            optimizer=self.optimizer,
+            centers=self.steps.centers,
+            step=self.step_var,
+            best=self.best.best,
+        )
+        self.manager = self.run.checkpoint_manager(ckpt)
+        self.run.restore(ckpt, self.manager)
+        self.train_writer, self.val_writer = self.run.summary_writers()
+        self.best_path = self.run.path("best.keras")
+        self.final_path = self.run.path("final.keras")
+        self.current = int(self.step_var.numpy())
+        logging.info(
+            "Stage 1: %d steps (%d per epoch, batch %d over %d replica(s)), "
+            "%s -> %s",
+            self.total_steps,
+            self.steps_per_epoch,
+            cfg.batch_size,
+            distribute.num_replicas(strategy),
+            "resuming at step %d" % self.current
+            if self.current
+            else "from scratch",
+            self.run.model_dir,
+        )
+        self.progress = loop.ProgressLogger(
+            self.total_steps,
+            cfg.log_every,
+            cfg.batch_size,
+            start_step=self.current,
+        )
+        self.accuracies = {}
+        self.pending = []
 
-    def epoch_batches(current):
-        epoch, offset = divmod(current, steps_per_epoch)
+    def done(self):
+        return self.current >= self.total_steps
+
+    def epoch_batches(self):
+        """The rest of the current epoch's batches, distributed (the order
+        depends only on the seed and the epoch: a resumed run sees what a
+        straight run would)."""
+        from fsr_fer_tf import distribute
+
+        cfg = self.cfg
+        epoch, offset = divmod(self.current, self.steps_per_epoch)
         ds = pipeline.make_dataset(
-            train_split,
+            self.train_split,
             batch_size=cfg.batch_size,
             training=True,
-            scales=train_scales,
+            scales=cfg.train_scales,
             seed=cfg.seed,
             epoch=epoch,
-            image_size=model_config.image_size,
+            image_size=self.image_size,
             skip_batches=offset,
             flip=cfg.random_flip,
             max_shift=cfg.max_shift,
             max_rotation=cfg.max_rotation,
         )
-        return distribute.distribute_dataset(strategy, ds)
+        return distribute.distribute_dataset(self.strategy, ds)
 
-    # The metrics of the steps since the last pull, still tensors: copying
-    # each step's to the host (float()) would make the loop wait for every
-    # step, where the device could already run the next. They are pulled at
-    # logging steps and before validation or a checkpoint, and checked then.
-    # A late check loses only the granularity of the error: the steps skip
-    # an update whose gradients are not finite (`updates.apply_if_finite`),
-    # so the weights are still the last good state (saved at the pulling
-    # step: resuming continues after it, not after the non-finite step).
-    pending = []
+    def step(self, batch):
+        """One training step; the metrics reach the host at log steps."""
+        metrics = self.steps.train_step(batch["lr"], batch["label"])
+        self.current += 1
+        self.pending.append((self.current, metrics))
+        self.step_var.assign(self.current)
+        if self.current % self.progress.every == 0 or self.done():
+            # The last step's values, as before this was deferred.
+            metrics = self.check_pending()
+            if self.progress.maybe_log(self.current, metrics):
+                metrics["learning_rate"] = float(
+                    self.optimizer.learning_rate.numpy()
+                )
+                metrics["images_per_second"] = self.progress.images_per_second
+                loop.write_scalars(self.train_writer, self.current, metrics)
 
-    def check_pending():
+    def check_pending(self):
         """Pulls and checks the pending metrics; returns the last step's."""
-        if not pending:
+        if not self.pending:
             return None
-        pulled = _pull_metrics(pending)
-        pending.clear()
+        pulled = _pull_metrics(self.pending)
+        self.pending.clear()
         for at, values in pulled:
-            loop.check_finite(
-                at,
-                values,
-                lambda: _save_if_finite(model, run, manager, current),
-            )
+            loop.check_finite(at, values, self._save_if_finite)
         return pulled[-1][1]
 
-    def save_on_interrupt():
+    def _save_if_finite(self):
+        return _save_if_finite(self.model, self.run, self.manager, self.current)
+
+    def save_on_interrupt(self):
         # An unchecked non-finite step may have poisoned the batch-norm
         # statistics: then save only a finite state, as check_finite would.
-        pulled = _pull_metrics(pending)
-        pending.clear()
+        pulled = _pull_metrics(self.pending)
+        self.pending.clear()
         if all(np.isfinite(list(m.values())).all() for _, m in pulled):
-            return run.save(manager, current)
-        return _save_if_finite(model, run, manager, current)
+            return self.run.save(self.manager, self.current)
+        return self._save_if_finite()
 
-    current = start
-    with loop.checkpoint_on_interrupt(save_on_interrupt):
-        while current < total_steps:
-            for batch in epoch_batches(current):
-                metrics = steps.train_step(batch["lr"], batch["label"])
-                current += 1
-                pending.append((current, metrics))
-                step.assign(current)
-                if current % progress.every == 0 or current >= total_steps:
-                    # The last step's values, as before this was deferred.
-                    metrics = check_pending()
-                    if progress.maybe_log(current, metrics):
-                        metrics["learning_rate"] = float(
-                            optimizer.learning_rate.numpy()
-                        )
-                        metrics["images_per_second"] = (
-                            progress.images_per_second
-                        )
-                        loop.write_scalars(train_writer, current, metrics)
-                if current >= total_steps:
-                    break
-            check_pending()  # before validating or saving this state
-            epoch_done = current % steps_per_epoch == 0
-            if epoch_done or current >= total_steps:
-                epochs_done = current // steps_per_epoch
-                if (
-                    current >= total_steps
-                    or epochs_done % cfg.eval_every_epochs == 0
-                ):
-                    validate_now(current)  # may update `best`: save after
-                run.save(manager, current)
-    if run.chief:
-        loop.export_keras(model, final_path)
-        if not os.path.exists(best_path):
-            loop.export_keras(model, best_path)
-        logging.info("Exported %s and %s", final_path, best_path)
-    train_writer.flush()
-    val_writer.flush()
-    return {
-        "final": final_path,
-        "best": best_path,
-        "validation": accuracies,
-        "steps": current,
-        "model_dir": run.model_dir,
-    }
+    def end_of_pass(self):
+        """After an epoch's batches (or the last step): the pending checks,
+        then validation every `eval_every_epochs` epochs and at the end,
+        then a checkpoint."""
+        self.check_pending()  # before validating or saving this state
+        epoch_done = self.current % self.steps_per_epoch == 0
+        if epoch_done or self.done():
+            epochs_done = self.current // self.steps_per_epoch
+            if self.done() or epochs_done % self.cfg.eval_every_epochs == 0:
+                self.validate()  # may update `best`: save after
+            self.run.save(self.manager, self.current)
+
+    def validate(self):
+        """Accuracy at every validation scale; best.keras on a new best at
+        the first. Only the chief validates, exports and keeps `best`."""
+        if not self.run.chief:
+            return
+        self.accuracies = run_validation(
+            self.steps,
+            self.val_split,
+            self.cfg.val_scales,
+            self.cfg.batch_size,
+            self.val_writer,
+            self.current,
+        )
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in self.accuracies.items())
+        logging.info(
+            "Validation (%s) at step %d: %s", self.val_name, self.current, shown
+        )
+        if self.best.update(
+            self.accuracies[self.first_key],
+            self.current,
+            lambda: loop.export_keras(self.model, self.best_path),
+            {"validation_split": self.val_name, "accuracies": self.accuracies},
+        ):
+            logging.info("New best model -> %s", self.best_path)
+
+    def finish(self):
+        """The exports; `train_fer`'s result."""
+        if self.run.chief:
+            loop.export_keras(self.model, self.final_path)
+            if not os.path.exists(self.best_path):
+                loop.export_keras(self.model, self.best_path)
+            logging.info("Exported %s and %s", self.final_path, self.best_path)
+        self.train_writer.flush()
+        self.val_writer.flush()
+        return {
+            "final": self.final_path,
+            "best": self.best_path,
+            "validation": self.accuracies,
+            "steps": self.current,
+            "model_dir": self.run.model_dir,
+        }
 
 
 def _build(model_config, cfg, steps_per_epoch, metadata, strategy):

@@ -16,13 +16,11 @@ from absl import logging
 from fsr_fer_tf import configs
 from fsr_fer_tf import errors
 from fsr_fer_tf import eval_lib
-from fsr_fer_tf.data import loader
 from fsr_fer_tf.data import pipeline
 from fsr_fer_tf.models import covpool
 from fsr_fer_tf.models import critic as critic_lib
 from fsr_fer_tf.models import fsr_fer
 from fsr_fer_tf.models import generator as generator_lib
-from fsr_fer_tf.train import fer_loop
 from fsr_fer_tf.train import loop
 from fsr_fer_tf.train import steps as steps_lib
 
@@ -68,13 +66,14 @@ def validate_config(cfg):
     for name in ("eval_every", "log_every", "checkpoint_every"):
         req(getattr(cfg, name) > 0, f"--{name} must be > 0.")
     req(cfg.eval_images >= 0, "--eval_images must be >= 0.")
-    scales = configs.parse_int_list(cfg.scales, "--scales")
+    scales = cfg.scales
     req(scales, "--scales is empty; give e.g. --scales=2,3,4,5,6,7,8.")
     req(
-        all(s >= 1 for s in scales), f"--scales must be >= 1, got {cfg.scales}."
+        all(s >= 1 for s in scales),
+        f"--scales must be >= 1, got {configs.list_text(scales)}.",
     )
     for name in ("lr_boundaries", "pretrain_lr_boundaries", "snapshot_steps"):
-        bounds = configs.parse_int_list(getattr(cfg, name), f"--{name}")
+        bounds = getattr(cfg, name)
         req(
             list(bounds) == sorted(set(bounds)) and all(b > 0 for b in bounds),
             f"--{name} must be increasing positive steps.",
@@ -88,8 +87,9 @@ def snapshot_path(model_dir, step):
 
 
 def step_schedule(initial, boundaries, decay):
-    """Piecewise-constant learning rate: initial * decay^i after boundary i."""
-    bounds = list(configs.parse_int_list(boundaries, "lr boundaries"))
+    """Piecewise-constant learning rate: initial * decay^i after boundary i
+    (`boundaries`: increasing steps)."""
+    bounds = [int(b) for b in boundaries]
     if not bounds:
         return float(initial)
     values = [initial * decay**i for i in range(len(bounds) + 1)]
@@ -177,6 +177,10 @@ def train_fsr(
 ):
     """Trains G and D on features of a frozen CovPoolFER.
 
+    Set-up (`Stage2Run`), then one straight loop over the batches (L2-only
+    pre-training steps first, then GAN steps; `Stage2Run.step`), validation
+    and checkpoints at their steps, then the exports.
+
     Args:
         fer_model_path: stage-1 `.keras` file.
         gen_config: a `configs.GeneratorConfig`.
@@ -197,52 +201,279 @@ def train_fsr(
          "validation": last per-method, per-scale summaries,
          "steps": GAN steps done, "model_dir": path}.
     """
-    from fsr_fer_tf import distribute
-
-    scales = validate_config(cfg)
-    if strategy is None:
-        strategy = distribute.make_strategy(cfg.distribution_strategy)
-    distribute.check_batch_size(cfg.batch_size, strategy)
-    with strategy.scope():
-        fer_model = load_fer_model(fer_model_path)
-    check_fer_preset(fer_model, fer_model_path, preset)
-    d = feature_size(fer_model)
-    if dataset is None:
-        dataset = loader.load_dataset(data_config)
-    loop.report_dataset(dataset)
-    train_split = dataset.split("train")
-    val_name = fer_loop.validation_split(dataset)
-    val_split = dataset.split(val_name)
-    batches_per_epoch = len(train_split) // cfg.batch_size
-    errors.require(
-        batches_per_epoch > 0,
-        f"the train split has {len(train_split)} images, fewer than "
-        f"--batch_size {cfg.batch_size}; lower --batch_size.",
-        errors.DataError,
-    )
-    params = {
-        "fer_model": os.path.abspath(fer_model_path),
-        "generator": dataclasses.asdict(gen_config),
-        "critic": dataclasses.asdict(critic_config),
-        "train": dataclasses.asdict(cfg),
-        "data": dataclasses.asdict(data_config),
-        "validation_split": val_name,
-    }
-    run = loop.RunDirectory(
+    trainer = Stage2Run(
+        fer_model_path,
+        gen_config,
+        critic_config,
+        cfg,
+        data_config,
         model_dir,
-        params,
-        _architecture(gen_config, critic_config, d, cfg.mixed_precision),
         resume,
-        kind="fsr",
-        # The features G learns from come from this stage-1 model.
-        pinned=loop.RESUME_PINNED + ("fer_model",),
-        chief=distribute.is_chief(strategy),
-        checkpoint_dir=distribute.worker_dir(model_dir, strategy),
+        dataset,
+        preset,
+        strategy,
     )
+    with loop.checkpoint_on_interrupt(trainer.save):
+        while not trainer.done():
+            for batch in trainer.epoch_batches():
+                trainer.step(batch)
+                if trainer.done():
+                    break
+    return trainer.finish()
 
-    keras.utils.set_random_seed(cfg.seed)
+
+class Stage2Run:
+    """The state of one stage-2 run, in the order `train_fsr` uses it.
+
+    `__init__` checks the settings, loads the frozen CovPoolFER and the
+    data, opens the run folder (refusing an incompatible one), builds G, D
+    and their steps, and restores the latest checkpoint. Counters:
+    `pre_done` pre-training steps, `gan_done` GAN steps, `consumed`
+    batches (their sum; checkpoints are numbered by it).
+    """
+
+    def __init__(
+        self,
+        fer_model_path,
+        gen_config,
+        critic_config,
+        cfg,
+        data_config,
+        model_dir,
+        resume=True,
+        dataset=None,
+        preset=None,
+        strategy=None,
+    ):
+        from fsr_fer_tf import distribute
+
+        self.cfg = cfg
+        self.scales = validate_config(cfg)
+        if strategy is None:
+            strategy = distribute.make_strategy(cfg.distribution_strategy)
+        distribute.check_batch_size(cfg.batch_size, strategy)
+        self.strategy = strategy
+        with strategy.scope():
+            self.fer_model = load_fer_model(fer_model_path)
+        check_fer_preset(self.fer_model, fer_model_path, preset)
+        d = feature_size(self.fer_model)
+        data = loop.TrainingData(dataset, data_config, cfg.batch_size)
+        self.train_split, self.val_name, self.val_split = (
+            data.train,
+            data.val_name,
+            data.val,
+        )
+        self.batches_per_epoch = data.batches_per_epoch
+        params = {
+            "fer_model": os.path.abspath(fer_model_path),
+            "generator": dataclasses.asdict(gen_config),
+            "critic": dataclasses.asdict(critic_config),
+            "train": dataclasses.asdict(cfg),
+            "data": dataclasses.asdict(data_config),
+            "validation_split": self.val_name,
+        }
+        self.run = loop.RunDirectory(
+            model_dir,
+            params,
+            _architecture(gen_config, critic_config, d, cfg.mixed_precision),
+            resume,
+            kind="fsr",
+            # The features G learns from come from this stage-1 model.
+            pinned=loop.RESUME_PINNED + ("fer_model",),
+            chief=distribute.is_chief(strategy),
+            checkpoint_dir=distribute.worker_dir(model_dir, strategy),
+        )
+        keras.utils.set_random_seed(cfg.seed)
+        self.generator, self.critic = _build_gan(
+            gen_config, critic_config, d, cfg.mixed_precision, strategy
+        )
+        self.steps = _make_steps(
+            self.generator, self.critic, self.fer_model, cfg, strategy
+        )
+        with strategy.scope():
+            self.pretrained = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.best = loop.BestTracker(self.run, "fsr/mean_accuracy")
+        ckpt = self.run.checkpoint(
+            pretrained=self.pretrained,
+            best=self.best.best,
+            **self.steps.checkpoint_items(),
+        )
+        self.manager = self.run.checkpoint_manager(ckpt)
+        self.run.restore(ckpt, self.manager)
+        self.train_writer, self.val_writer = self.run.summary_writers()
+        self.paths = {
+            name: self.run.path(f"{name}.keras")
+            for name in ("generator", "critic", "generator_best", "fsr_fer")
+        }
+        self.predict = eval_lib.make_predict(self.fer_model, self.generator)
+        self.image_size = eval_lib.input_size(self.fer_model)
+        self.validation = {}
+        self.pre_done = int(self.pretrained.numpy())
+        self.gan_done = int(self.steps.step.numpy())
+        self.consumed = self.pre_done + self.gan_done
+        self.pre_progress = loop.ProgressLogger(
+            cfg.pretrain_steps, cfg.log_every, cfg.batch_size, self.pre_done
+        )
+        self.gan_progress = loop.ProgressLogger(
+            cfg.steps, cfg.log_every, cfg.batch_size, self.gan_done
+        )
+        logging.info(
+            "Stage 2: d=%d, %d pre-training + %d GAN steps, batch %d over %d "
+            "replica(s), scales %s, %s -> %s",
+            d,
+            cfg.pretrain_steps,
+            cfg.steps,
+            cfg.batch_size,
+            distribute.num_replicas(strategy),
+            configs.list_text(self.scales),
+            f"resuming at {self.pre_done}+{self.gan_done}"
+            if self.consumed
+            else "from scratch",
+            self.run.model_dir,
+        )
+
+    def done(self):
+        """Whether both phases have all their steps."""
+        cfg = self.cfg
+        return (
+            self.pre_done >= cfg.pretrain_steps and self.gan_done >= cfg.steps
+        )
+
+    def epoch_batches(self):
+        """The rest of the current epoch's batches, distributed: the order
+        depends only on the seed and the epoch, so a resumed run sees the
+        batches a straight run would."""
+        from fsr_fer_tf import distribute
+
+        epoch, offset = divmod(self.consumed, self.batches_per_epoch)
+        ds = pipeline.make_dataset(
+            self.train_split,
+            batch_size=self.cfg.batch_size,
+            training=True,
+            scales=self.scales,
+            seed=self.cfg.seed,
+            epoch=epoch,
+            skip_batches=offset,
+            image_size=self.image_size,
+            max_shift=0,  # released FSR code: horizontal flips only
+            max_rotation=0.0,
+        )
+        return distribute.distribute_dataset(self.strategy, ds)
+
+    def step(self, batch):
+        """One pre-training or GAN step on `batch`, then its logging,
+        snapshot, validation and checkpoint."""
+        cfg = self.cfg
+        if self.pre_done < cfg.pretrain_steps:
+            metrics = self.steps.pretrain_step(batch["hr"], batch["lr"])
+            self.pre_done += 1
+            self.pretrained.assign(self.pre_done)
+            step, progress, prefix = self.pre_done, self.pre_progress, "pre/"
+        else:
+            metrics = self.steps.train_step(
+                batch["hr"], batch["lr"], batch["label"]
+            )
+            self.gan_done += 1
+            step, progress, prefix = self.gan_done, self.gan_progress, ""
+        self.consumed += 1
+        metrics = {k: float(v) for k, v in metrics.items()}
+        loop.check_finite(step, metrics, self.save)
+        if progress.maybe_log(step, metrics):
+            metrics["images_per_second"] = progress.images_per_second
+            # GAN scalars at the GAN step, like the validation ones;
+            # pre-training scalars ("pre/...") at their own step.
+            loop.write_scalars(self.train_writer, step, metrics, prefix=prefix)
+        gan = prefix == ""
+        if gan and step in cfg.snapshot_steps and self.run.chief:
+            loop.export_keras(
+                self.generator, snapshot_path(self.run.model_dir, step)
+            )
+        validate = gan and (step % cfg.eval_every == 0 or step == cfg.steps)
+        if validate:
+            self.validate()  # may update `best`: save after
+        if validate or self.consumed % cfg.checkpoint_every == 0:
+            self.save()
+
+    def save(self):
+        """A checkpoint numbered by the batches consumed."""
+        return self.run.save(self.manager, self.consumed)
+
+    def validate(self):
+        """Per-scale accuracy of bicubic and FSR on the validation split at
+        the current GAN step; exports generator_best.keras on a new best
+        FSR mean. Only the chief validates, exports and keeps `best`."""
+        if not self.run.chief:
+            return
+        step = self.gan_done
+        self.validation = run_validation(
+            self.predict,
+            self.val_split,
+            self.scales,
+            self.cfg.batch_size,
+            self.cfg.eval_images,
+            self.image_size,
+            self.val_writer,
+            step,
+        )
+        fsr = self.validation["fsr"]
+        mean = {
+            m: np.mean([r["accuracy"] for r in v.values()])
+            for m, v in self.validation.items()
+        }
+        logging.info(
+            "Validation (%s) at GAN step %d: mean accuracy bicubic %.4f, "
+            "fsr %.4f | fsr per scale: %s",
+            self.val_name,
+            step,
+            mean["bicubic"],
+            mean["fsr"],
+            " ".join(f"{k} {r['accuracy']:.3f}" for k, r in fsr.items()),
+        )
+        if self.best.update(
+            mean["fsr"],
+            step,
+            lambda: loop.export_keras(
+                self.generator, self.paths["generator_best"]
+            ),
+            {
+                "validation_split": self.val_name,
+                "accuracy": {k: r["accuracy"] for k, r in fsr.items()},
+            },
+        ):
+            logging.info(
+                "New best generator -> %s", self.paths["generator_best"]
+            )
+
+    def finish(self):
+        """The last checkpoint and the exports; `train_fsr`'s result."""
+        if not self.validation:  # nothing left to train: validate the resumed
+            self.validate()
+        self.save()
+        paths = self.paths
+        if self.run.chief:
+            loop.export_keras(self.generator, paths["generator"])
+            loop.export_keras(self.critic, paths["critic"])
+            if not os.path.exists(paths["generator_best"]):
+                loop.export_keras(self.generator, paths["generator_best"])
+            loop.export_keras(
+                fsr_fer.build_fsr_fer(self.fer_model, self.generator),
+                paths["fsr_fer"],
+            )
+            logging.info("Exported %s", ", ".join(paths.values()))
+        self.train_writer.flush()
+        self.val_writer.flush()
+        return dict(
+            paths,
+            validation=self.validation,
+            steps=self.gan_done,
+            model_dir=self.run.model_dir,
+        )
+
+
+def _build_gan(gen_config, critic_config, d, mixed_precision, strategy):
+    """G and D for d x d features, built, under the run's dtype policy."""
     previous_policy = keras.config.dtype_policy()
-    if cfg.mixed_precision:
+    if mixed_precision:
         keras.config.set_dtype_policy("mixed_float16")
     try:
         with strategy.scope():
@@ -252,8 +483,13 @@ def train_fsr(
             critic.build((None, d, d, 1))
     finally:
         keras.config.set_dtype_policy(previous_policy)
+    return generator, critic
+
+
+def _make_steps(generator, critic, fer_model, cfg, strategy):
+    """The `steps.FSRSteps` of the run's settings."""
     features, spd, head = covpool.covpoolfer_parts(fer_model)
-    steps = steps_lib.FSRSteps(
+    return steps_lib.FSRSteps(
         generator,
         critic,
         features,
@@ -284,162 +520,4 @@ def train_fsr(
         seed=cfg.seed,
         jit_compile=cfg.jit_compile,
         strategy=strategy,
-    )
-    with strategy.scope():
-        pretrained = tf.Variable(0, dtype=tf.int64, trainable=False)
-    best = loop.BestTracker(run, "fsr/mean_accuracy")
-    ckpt = run.checkpoint(
-        pretrained=pretrained, best=best.best, **steps.checkpoint_items()
-    )
-    # Checkpoints are numbered by batches consumed: pretrained + steps.step.
-    manager = run.checkpoint_manager(ckpt)
-    run.restore(ckpt, manager)
-    train_writer, val_writer = run.summary_writers()
-    paths = {
-        "generator": run.path("generator.keras"),
-        "critic": run.path("critic.keras"),
-        "generator_best": run.path("generator_best.keras"),
-        "fsr_fer": run.path("fsr_fer.keras"),
-    }
-    predict = eval_lib.make_predict(fer_model, generator)
-    image_size = eval_lib.input_size(fer_model)
-    validation = {}
-
-    def save(current_batches):
-        return run.save(manager, current_batches)
-
-    def validate_now(gan_step):
-        nonlocal validation
-        if not run.chief:  # the chief validates, exports and keeps `best`
-            return
-        validation = run_validation(
-            predict,
-            val_split,
-            scales,
-            cfg.batch_size,
-            cfg.eval_images,
-            image_size,
-            val_writer,
-            gan_step,
-        )
-        mean = {
-            m: np.mean([r["accuracy"] for r in v.values()])
-            for m, v in validation.items()
-        }
-        logging.info(
-            "Validation (%s) at GAN step %d: mean accuracy bicubic %.4f, "
-            "fsr %.4f | fsr per scale: %s",
-            val_name,
-            gan_step,
-            mean["bicubic"],
-            mean["fsr"],
-            " ".join(
-                f"{k} {r['accuracy']:.3f}" for k, r in validation["fsr"].items()
-            ),
-        )
-        if best.update(
-            mean["fsr"],
-            gan_step,
-            lambda: loop.export_keras(generator, paths["generator_best"]),
-            {
-                "validation_split": val_name,
-                "accuracy": {
-                    k: r["accuracy"] for k, r in validation["fsr"].items()
-                },
-            },
-        ):
-            logging.info("New best generator -> %s", paths["generator_best"])
-
-    snapshots = set(
-        configs.parse_int_list(cfg.snapshot_steps, "--snapshot_steps")
-    )
-    pre_done = int(pretrained.numpy())
-    gan_done = int(steps.step.numpy())
-    logging.info(
-        "Stage 2: d=%d, %d pre-training + %d GAN steps, batch %d over %d "
-        "replica(s), scales %s, %s -> %s",
-        d,
-        cfg.pretrain_steps,
-        cfg.steps,
-        cfg.batch_size,
-        distribute.num_replicas(strategy),
-        ",".join(map(str, scales)),
-        f"resuming at {pre_done}+{gan_done}"
-        if pre_done + gan_done
-        else "from scratch",
-        run.model_dir,
-    )
-    pre_progress = loop.ProgressLogger(
-        cfg.pretrain_steps, cfg.log_every, cfg.batch_size, pre_done
-    )
-    gan_progress = loop.ProgressLogger(
-        cfg.steps, cfg.log_every, cfg.batch_size, gan_done
-    )
-    consumed = pre_done + gan_done
-    with loop.checkpoint_on_interrupt(lambda: save(consumed)):
-        while pre_done < cfg.pretrain_steps or gan_done < cfg.steps:
-            epoch, offset = divmod(consumed, batches_per_epoch)
-            ds = pipeline.make_dataset(
-                train_split,
-                batch_size=cfg.batch_size,
-                training=True,
-                scales=scales,
-                seed=cfg.seed,
-                epoch=epoch,
-                skip_batches=offset,
-                image_size=image_size,
-                max_shift=0,  # released FSR code: horizontal flips only
-                max_rotation=0.0,
-            )
-            for batch in distribute.distribute_dataset(strategy, ds):
-                if pre_done < cfg.pretrain_steps:
-                    metrics = steps.pretrain_step(batch["hr"], batch["lr"])
-                    pre_done += 1
-                    pretrained.assign(pre_done)
-                    step_now, progress, prefix = pre_done, pre_progress, "pre/"
-                else:
-                    metrics = steps.train_step(
-                        batch["hr"], batch["lr"], batch["label"]
-                    )
-                    gan_done += 1
-                    step_now, progress, prefix = gan_done, gan_progress, ""
-                consumed += 1
-                metrics = {k: float(v) for k, v in metrics.items()}
-                loop.check_finite(step_now, metrics, lambda: save(consumed))
-                if progress.maybe_log(step_now, metrics):
-                    metrics["images_per_second"] = progress.images_per_second
-                    # GAN scalars at the GAN step, like the validation ones;
-                    # pre-training scalars ("pre/...") at their own step.
-                    loop.write_scalars(
-                        train_writer, step_now, metrics, prefix=prefix
-                    )
-                if prefix == "" and gan_done in snapshots and run.chief:
-                    loop.export_keras(
-                        generator, snapshot_path(run.model_dir, gan_done)
-                    )
-                validate = prefix == "" and (
-                    gan_done % cfg.eval_every == 0 or gan_done == cfg.steps
-                )
-                if validate:
-                    validate_now(gan_done)  # may update `best`: save after
-                if validate or consumed % cfg.checkpoint_every == 0:
-                    save(consumed)
-                if pre_done >= cfg.pretrain_steps and gan_done >= cfg.steps:
-                    break
-    if not validation:  # nothing left to train: validate what was resumed
-        validate_now(gan_done)
-    save(consumed)
-    if run.chief:
-        loop.export_keras(generator, paths["generator"])
-        loop.export_keras(critic, paths["critic"])
-        if not os.path.exists(paths["generator_best"]):
-            loop.export_keras(generator, paths["generator_best"])
-        loop.export_keras(
-            fsr_fer.build_fsr_fer(fer_model, generator), paths["fsr_fer"]
-        )
-        logging.info("Exported %s", ", ".join(paths.values()))
-    train_writer.flush()
-    val_writer.flush()
-    return dict(
-        paths, validation=validation, steps=gan_done, model_dir=run.model_dir
     )

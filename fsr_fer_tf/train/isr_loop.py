@@ -24,11 +24,9 @@ from absl import logging
 from fsr_fer_tf import configs
 from fsr_fer_tf import errors
 from fsr_fer_tf import eval_lib
-from fsr_fer_tf.data import loader
 from fsr_fer_tf.data import pipeline
 from fsr_fer_tf.models import covpool
 from fsr_fer_tf.models import isr
-from fsr_fer_tf.train import fer_loop
 from fsr_fer_tf.train import fsr_loop
 from fsr_fer_tf.train import loop
 from fsr_fer_tf.train import updates
@@ -62,18 +60,19 @@ def validate_config(model_kind, cfg):
     for name in ("eval_every", "log_every", "checkpoint_every"):
         req(getattr(cfg, name) > 0, f"--{name} must be > 0.")
     req(cfg.eval_images >= 0, "--eval_images must be >= 0.")
-    scales = configs.parse_int_list(cfg.scales, "--scales")
+    scales = cfg.scales
+    text = configs.list_text(scales)
     req(scales, "--scales is empty; give e.g. --scales=2,3,4,5,6,7,8.")
     req(
         all(2 <= s <= 8 for s in scales),
-        f"--scales must be in 2..8 (the paper's factors), got {cfg.scales}.",
+        f"--scales must be in 2..8 (the paper's factors), got {text}.",
     )
     req(
         model_kind != "rcan" or len(set(scales)) == 1,
         f"RCAN is one model per scale: give one --scales value (e.g. "
-        f"--scales=4), got {cfg.scales}.",
+        f"--scales=4), got {text}.",
     )
-    bounds = configs.parse_int_list(cfg.lr_boundaries, "--lr_boundaries")
+    bounds = cfg.lr_boundaries
     req(
         list(bounds) == sorted(set(bounds)) and all(b > 0 for b in bounds),
         "--lr_boundaries must be increasing positive steps.",
@@ -324,6 +323,10 @@ def train_isr(
 ):
     """Trains an image-SR baseline; returns paths and the last validation.
 
+    Set-up (`ISRRun`), then one straight loop over the batches
+    (`ISRRun.step`: the update, its logging, validation and checkpoint),
+    then the exports.
+
     Args:
         model_kind: "metasr" or "rcan".
         model_config: a `configs.ISRModelConfig`.
@@ -340,46 +343,247 @@ def train_isr(
         {"isr", "isr_best": paths, "validation": per-method, per-scale
         summaries, "steps": steps done, "model_dir": path}.
     """
-    scales = validate_config(model_kind, cfg)
-    errors.require(
-        not cfg.fer_weight or fer_model_path,
-        f"--fer_weight {cfg.fer_weight} needs --fer_model (the frozen "
-        "CovPoolFER the consistency term goes through).",
-    )
-    fer_model = None
-    if fer_model_path:
-        fer_model = fsr_loop.load_fer_model(fer_model_path)
-    out_size = eval_lib.input_size(fer_model) if fer_model else 100
-    if dataset is None:
-        dataset = loader.load_dataset(data_config)
-    loop.report_dataset(dataset)
-    train_split = dataset.split("train")
-    val_name = fer_loop.validation_split(dataset)
-    val_split = dataset.split(val_name)
-    batches_per_epoch = len(train_split) // cfg.batch_size
-    errors.require(
-        batches_per_epoch > 0,
-        f"the train split has {len(train_split)} images, fewer than "
-        f"--batch_size {cfg.batch_size}; lower --batch_size.",
-        errors.DataError,
-    )
-    params = {
-        "model": model_kind,
-        "isr": dataclasses.asdict(model_config),
-        "train": dataclasses.asdict(cfg),
-        "data": dataclasses.asdict(data_config),
-        "fer_model": fer_model_path and str(fer_model_path),
-        "validation_split": val_name,
-    }
-    run = loop.RunDirectory(
+    trainer = ISRRun(
+        model_kind,
+        model_config,
+        cfg,
+        data_config,
         model_dir,
-        params,
-        _architecture(model_kind, model_config, scales, cfg.mixed_precision),
         resume,
-        kind="isr",
-        pinned=loop.RESUME_PINNED + ("train.fer_weight", "train.fer_loss"),
+        fer_model_path,
+        dataset,
     )
-    keras.utils.set_random_seed(cfg.seed)
+    with loop.checkpoint_on_interrupt(trainer.save):
+        while not trainer.done():
+            for batch in trainer.epoch_batches():
+                trainer.step(batch)
+                if trainer.done():
+                    break
+    return trainer.finish()
+
+
+class ISRRun:
+    """The state of one image-SR run, in the order `train_isr` uses it.
+
+    `__init__` checks the settings, loads the frozen CovPoolFER (if any) and
+    the data, opens the run folder (refusing an incompatible one), builds
+    the SR model and its steps, and restores the latest checkpoint (or
+    starts from `init_from`). `done_steps` counts the updates.
+    """
+
+    def __init__(
+        self,
+        model_kind,
+        model_config,
+        cfg,
+        data_config,
+        model_dir,
+        resume=True,
+        fer_model_path=None,
+        dataset=None,
+    ):
+        self.cfg = cfg
+        self.scales = scales = validate_config(model_kind, cfg)
+        errors.require(
+            not cfg.fer_weight or fer_model_path,
+            f"--fer_weight {cfg.fer_weight} needs --fer_model (the frozen "
+            "CovPoolFER the consistency term goes through).",
+        )
+        self.fer_model = None
+        if fer_model_path:
+            self.fer_model = fsr_loop.load_fer_model(fer_model_path)
+        self.out_size = (
+            eval_lib.input_size(self.fer_model) if self.fer_model else 100
+        )
+        data = loop.TrainingData(dataset, data_config, cfg.batch_size)
+        self.train_split, self.val_name, self.val_split = (
+            data.train,
+            data.val_name,
+            data.val,
+        )
+        self.batches_per_epoch = data.batches_per_epoch
+        params = {
+            "model": model_kind,
+            "isr": dataclasses.asdict(model_config),
+            "train": dataclasses.asdict(cfg),
+            "data": dataclasses.asdict(data_config),
+            "fer_model": fer_model_path and str(fer_model_path),
+            "validation_split": self.val_name,
+        }
+        self.run = loop.RunDirectory(
+            model_dir,
+            params,
+            _architecture(
+                model_kind, model_config, scales, cfg.mixed_precision
+            ),
+            resume,
+            kind="isr",
+            pinned=loop.RESUME_PINNED + ("train.fer_weight", "train.fer_loss"),
+        )
+        keras.utils.set_random_seed(cfg.seed)
+        self.model = _build_for_run(
+            model_kind, model_config, scales, self.out_size, cfg
+        )
+        self.steps = ISRSteps(
+            self.model,
+            fsr_loop.step_schedule(
+                cfg.learning_rate, cfg.lr_boundaries, cfg.lr_decay
+            ),
+            beta_1=cfg.beta_1,
+            beta_2=cfg.beta_2,
+            epsilon=cfg.adam_epsilon,
+            fer_model=self.fer_model,
+            fer_weight=cfg.fer_weight,
+            fer_loss=cfg.fer_loss,
+            loss_scale=cfg.mixed_precision,
+        )
+        self.best = loop.BestTracker(self.run, "sr/mean_psnr")
+        ckpt = self.run.checkpoint(
+            step=self.steps.step,
+            best=self.best.best,
+            **self.steps.checkpoint_items(),
+        )
+        self.manager = self.run.checkpoint_manager(ckpt)
+        if self.run.restore(ckpt, self.manager) is None and cfg.init_from:
+            load_initial_weights(self.model, cfg.init_from)
+        self.train_writer, self.val_writer = self.run.summary_writers()
+        self.paths = {
+            "isr": self.run.path("isr.keras"),
+            "isr_best": self.run.path("isr_best.keras"),
+        }
+        self.validation = {}
+        self.done_steps = int(self.steps.step.numpy())
+        if self.done_steps:
+            start = f"resuming at {self.done_steps}"
+        else:
+            start = f"from {cfg.init_from}" if cfg.init_from else "from scratch"
+        logging.info(
+            "Image SR (%s): %d steps, batch %d, scales %s, %s -> %s",
+            model_kind,
+            cfg.steps,
+            cfg.batch_size,
+            configs.list_text(scales),
+            start,
+            self.run.model_dir,
+        )
+        self.progress = loop.ProgressLogger(
+            cfg.steps, cfg.log_every, cfg.batch_size, self.done_steps
+        )
+
+    def done(self):
+        return self.done_steps >= self.cfg.steps
+
+    def epoch_batches(self):
+        """The rest of the current epoch's batches (the order depends only
+        on the seed and the epoch)."""
+        cfg = self.cfg
+        epoch, offset = divmod(self.done_steps, self.batches_per_epoch)
+        return pipeline.make_dataset(
+            self.train_split,
+            batch_size=cfg.batch_size,
+            training=True,
+            scales=self.scales,
+            seed=cfg.seed,
+            epoch=epoch,
+            skip_batches=offset,
+            image_size=self.out_size,
+            flip=cfg.random_flip,
+            max_shift=0,
+            max_rotation=0.0,
+            lr_native=True,
+        )
+
+    def step(self, batch):
+        """One update, then its logging, validation and checkpoint."""
+        cfg = self.cfg
+        metrics = self.steps.train_step(
+            batch["lr_native"], batch["scale"], batch["hr"]
+        )
+        self.done_steps += 1
+        step = self.done_steps
+        metrics = {k: float(v) for k, v in metrics.items()}
+        loop.check_finite(step, metrics, self.save)
+        if self.progress.maybe_log(step, metrics):
+            metrics["images_per_second"] = self.progress.images_per_second
+            loop.write_scalars(self.train_writer, step, metrics)
+        validate = step % cfg.eval_every == 0 or step == cfg.steps
+        if validate:
+            self.validate()
+        if validate or step % cfg.checkpoint_every == 0:
+            self.save()
+
+    def save(self):
+        return self.run.save(self.manager, self.done_steps)
+
+    def validate(self):
+        """PSNR/SSIM (and accuracy with a CovPoolFER) per scale, an image
+        grid, and isr_best.keras on a new best mean PSNR."""
+        step, model = self.done_steps, self.model
+        self.validation = run_validation(
+            model,
+            self.fer_model,
+            self.val_split,
+            self.scales,
+            self.cfg.batch_size,
+            self.cfg.eval_images,
+            self.val_writer,
+            step,
+        )
+        sr, bicubic = self.validation["sr"], self.validation["bicubic"]
+        mean_psnr = float(np.mean([r["psnr"] for r in sr.values()]))
+        logging.info(
+            "Validation (%s) at step %d: mean PSNR SR %.2f dB, bicubic %.2f "
+            "dB | SR per scale: %s",
+            self.val_name,
+            step,
+            mean_psnr,
+            float(np.mean([bicubic[k]["psnr"] for k in sr])),
+            " ".join(f"{k} {r['psnr']:.2f}" for k, r in sr.items()),
+        )
+        if "accuracy" in next(iter(sr.values())):
+            logging.info(
+                "  accuracy SR %s | bicubic %s",
+                " ".join(f"{k} {r['accuracy']:.3f}" for k, r in sr.items()),
+                " ".join(f"{k} {bicubic[k]['accuracy']:.3f}" for k in sr),
+            )
+        loop.write_png(
+            self.val_writer,
+            step,
+            "sr_faces",
+            sr_grid(model, self.val_split, self.scales),
+        )
+        if self.best.update(
+            mean_psnr,
+            step,
+            lambda: loop.export_keras(model, self.paths["isr_best"]),
+            {
+                "validation_split": self.val_name,
+                "psnr": {k: r["psnr"] for k, r in sr.items()},
+            },
+        ):
+            logging.info("New best SR model -> %s", self.paths["isr_best"])
+
+    def finish(self):
+        """The last checkpoint and the exports; `train_isr`'s result."""
+        if not self.validation:  # nothing left to train: validate the resumed
+            self.validate()
+        self.save()
+        loop.export_keras(self.model, self.paths["isr"])
+        if not tf.io.gfile.exists(self.paths["isr_best"]):
+            loop.export_keras(self.model, self.paths["isr_best"])
+        logging.info("Exported %s", ", ".join(self.paths.values()))
+        self.train_writer.flush()
+        self.val_writer.flush()
+        return dict(
+            self.paths,
+            validation=self.validation,
+            steps=self.done_steps,
+            model_dir=self.run.model_dir,
+        )
+
+
+def _build_for_run(model_kind, model_config, scales, out_size, cfg):
+    """The SR model, built on a dummy batch under the run's dtype policy."""
     previous_policy = keras.config.dtype_policy()
     if cfg.mixed_precision:
         keras.config.set_dtype_policy("mixed_float16")
@@ -394,141 +598,4 @@ def train_isr(
         )
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    steps = ISRSteps(
-        model,
-        fsr_loop.step_schedule(
-            cfg.learning_rate, cfg.lr_boundaries, cfg.lr_decay
-        ),
-        beta_1=cfg.beta_1,
-        beta_2=cfg.beta_2,
-        epsilon=cfg.adam_epsilon,
-        fer_model=fer_model,
-        fer_weight=cfg.fer_weight,
-        fer_loss=cfg.fer_loss,
-        loss_scale=cfg.mixed_precision,
-    )
-    best = loop.BestTracker(run, "sr/mean_psnr")
-    ckpt = run.checkpoint(
-        step=steps.step, best=best.best, **steps.checkpoint_items()
-    )
-    manager = run.checkpoint_manager(ckpt)
-    if run.restore(ckpt, manager) is None and cfg.init_from:
-        load_initial_weights(model, cfg.init_from)
-    train_writer, val_writer = run.summary_writers()
-    paths = {
-        "isr": run.path("isr.keras"),
-        "isr_best": run.path("isr_best.keras"),
-    }
-    validation = {}
-
-    def validate_now(step):
-        nonlocal validation
-        validation = run_validation(
-            model,
-            fer_model,
-            val_split,
-            scales,
-            cfg.batch_size,
-            cfg.eval_images,
-            val_writer,
-            step,
-        )
-        sr = validation["sr"]
-        mean_psnr = float(np.mean([r["psnr"] for r in sr.values()]))
-        bic = float(np.mean([validation["bicubic"][k]["psnr"] for k in sr]))
-        line = " ".join(f"{k} {r['psnr']:.2f}" for k, r in sr.items())
-        logging.info(
-            "Validation (%s) at step %d: mean PSNR SR %.2f dB, bicubic %.2f "
-            "dB | SR per scale: %s",
-            val_name,
-            step,
-            mean_psnr,
-            bic,
-            line,
-        )
-        if "accuracy" in next(iter(sr.values())):
-            logging.info(
-                "  accuracy SR %s | bicubic %s",
-                " ".join(f"{k} {r['accuracy']:.3f}" for k, r in sr.items()),
-                " ".join(
-                    f"{k} {validation['bicubic'][k]['accuracy']:.3f}"
-                    for k in sr
-                ),
-            )
-        loop.write_png(
-            val_writer, step, "sr_faces", sr_grid(model, val_split, scales)
-        )
-        if best.update(
-            mean_psnr,
-            step,
-            lambda: loop.export_keras(model, paths["isr_best"]),
-            {
-                "validation_split": val_name,
-                "psnr": {k: r["psnr"] for k, r in sr.items()},
-            },
-        ):
-            logging.info("New best SR model -> %s", paths["isr_best"])
-
-    done = int(steps.step.numpy())
-    logging.info(
-        "Image SR (%s): %d steps, batch %d, scales %s, %s -> %s",
-        model_kind,
-        cfg.steps,
-        cfg.batch_size,
-        ",".join(map(str, scales)),
-        f"resuming at {done}"
-        if done
-        else (f"from {cfg.init_from}" if cfg.init_from else "from scratch"),
-        run.model_dir,
-    )
-    progress = loop.ProgressLogger(
-        cfg.steps, cfg.log_every, cfg.batch_size, done
-    )
-    with loop.checkpoint_on_interrupt(lambda: run.save(manager, done)):
-        while done < cfg.steps:
-            epoch, offset = divmod(done, batches_per_epoch)
-            ds = pipeline.make_dataset(
-                train_split,
-                batch_size=cfg.batch_size,
-                training=True,
-                scales=scales,
-                seed=cfg.seed,
-                epoch=epoch,
-                skip_batches=offset,
-                image_size=out_size,
-                flip=cfg.random_flip,
-                max_shift=0,
-                max_rotation=0.0,
-                lr_native=True,
-            )
-            for batch in ds:
-                metrics = steps.train_step(
-                    batch["lr_native"], batch["scale"], batch["hr"]
-                )
-                done += 1
-                metrics = {k: float(v) for k, v in metrics.items()}
-                loop.check_finite(
-                    done, metrics, lambda: run.save(manager, done)
-                )
-                if progress.maybe_log(done, metrics):
-                    metrics["images_per_second"] = progress.images_per_second
-                    loop.write_scalars(train_writer, done, metrics)
-                validate = done % cfg.eval_every == 0 or done == cfg.steps
-                if validate:
-                    validate_now(done)
-                if validate or done % cfg.checkpoint_every == 0:
-                    run.save(manager, done)
-                if done >= cfg.steps:
-                    break
-    if not validation:  # nothing left to train: validate what was resumed
-        validate_now(done)
-    run.save(manager, done)
-    loop.export_keras(model, paths["isr"])
-    if not tf.io.gfile.exists(paths["isr_best"]):
-        loop.export_keras(model, paths["isr_best"])
-    logging.info("Exported %s", ", ".join(paths.values()))
-    train_writer.flush()
-    val_writer.flush()
-    return dict(
-        paths, validation=validation, steps=done, model_dir=run.model_dir
-    )
+    return model

@@ -1,10 +1,12 @@
-"""What both training stages share: the run directory, checkpoints, summaries,
-progress lines, non-finite detection, best-model tracking and exports.
+"""What the training runs share: the data's splits, the run directory,
+checkpoints, summaries, progress lines, non-finite detection, best-model
+tracking and exports.
 
-What one update computes lives in `fer_steps.py` (stage 1) and `steps.py`
-(stage 2); the loops in `fer_loop.py` and `fsr_loop.py` own the order of
-things (data, steps, validation, saving); this module owns the bookkeeping
-around them. The entry points (`train_fer.py`, `train_fsr.py`) only turn
+What one update computes lives in `fer_steps.py` (stage 1), `steps.py`
+(stage 2) and `isr_loop.ISRSteps` (image SR); the runs in `fer_loop.py`,
+`fsr_loop.py` and `isr_loop.py` own the order of things (data, steps,
+validation, saving); this module owns the bookkeeping around them. The
+entry points (`train_fer.py`, `train_fsr.py`, `train_isr.py`) only turn
 flags into configs.
 """
 
@@ -463,6 +465,50 @@ def report_dataset(dataset):
         )
     for note in dataset.notes:
         logging.info("%s", note)
+
+
+def validation_split(dataset):
+    """The split used for validation: "val" if the data has one, else "test".
+
+    RAF-DB has no validation split (the released code evaluated on test), so
+    `best.keras` is then selected on the test split; `final.keras` is not.
+    """
+    return "val" if "val" in dataset.splits else "test"
+
+
+class TrainingData:
+    """The splits of a training run, loaded and reported once.
+
+    Attributes:
+        dataset: the `sources.Dataset` (loaded from `data_config` unless
+            given).
+        train: its train split.
+        val_name: the validation split's name (`validation_split`).
+        val: that split.
+        batches_per_epoch: whole batches of `batch_size` in `train`.
+
+    Raises:
+        errors.DataError: the train split holds fewer images than one
+            batch.
+    """
+
+    def __init__(self, dataset, data_config, batch_size):
+        if dataset is None:
+            from fsr_fer_tf.data import loader
+
+            dataset = loader.load_dataset(data_config)
+        report_dataset(dataset)
+        self.dataset = dataset
+        self.train = dataset.split("train")
+        self.val_name = validation_split(dataset)
+        self.val = dataset.split(self.val_name)
+        self.batches_per_epoch = len(self.train) // batch_size
+        errors.require(
+            self.batches_per_epoch > 0,
+            f"the train split has {len(self.train)} images, fewer than "
+            f"--batch_size {batch_size}; lower --batch_size.",
+            errors.DataError,
+        )
 
 
 def read_scalars(event_dir):

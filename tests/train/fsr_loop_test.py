@@ -303,7 +303,7 @@ def test_released_recipe_overlay_and_explicit_flags():
     )
     # The released schedule, sized for the demo's budget.
     assert cfg.pretrain_steps == 100 and cfg.learning_rate == 2e-5
-    assert cfg.lr_boundaries == "200" and cfg.pretrain_lr_boundaries == ""
+    assert cfg.lr_boundaries == (200,) and cfg.pretrain_lr_boundaries == ()
     assert (
         gen.filters == 12 and gen.use_batch_norm and gen.tail_kernel_size == 8
     )
@@ -316,9 +316,9 @@ def test_released_recipe_overlay_and_explicit_flags():
 @pytest.mark.parametrize(
     "preset, pretrain, boundaries",
     [
-        ("paper", 40_000, "20000,100000,200000"),
-        ("demo", 100, "200"),
-        ("fer2013", 300, "1600"),
+        ("paper", 40_000, (20000, 100000, 200000)),
+        ("demo", 100, (200,)),
+        ("fer2013", 300, (1600,)),
     ],
 )
 def test_released_schedule_per_preset(preset, pretrain, boundaries):

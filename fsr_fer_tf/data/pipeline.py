@@ -1,15 +1,19 @@
 """The tf.data pipeline of paired (HR, LR) faces.
 
-    split -> decoded uint8 HR faces, cached in memory (decoded once)
+    split -> decoded uint8 HR faces, cached in memory (`hr_images`)
           -> epoch order (a seeded permutation when training), minus the
-             batches already consumed (`skip_batches`)
-          -> per face: its random draws (scale, flip, shift, angle)
-          -> batch -> per batch, in parallel: gather the faces, resize them
-             to image_size (MATLAB bicubic) if needed, augment the uint8 HR
-             faces (flip + shift + rotation as one projective transform),
-             synthesise each LR face from its augmented HR face (one batched
-             MATLAB-bicubic synthesis per scale present)
+             batches already consumed (`epoch_order`, `skip_batches`)
+          -> per face: its random draws (scale, flip, shift, angle;
+             `face_draws`)
+          -> batch -> per batch, in parallel (`pair_maker`): gather the
+             faces, resize them to image_size (MATLAB bicubic) if needed,
+             augment the uint8 HR faces (flip + shift + rotation as one
+             projective transform; `augment_batch`), synthesise each LR
+             face from its augmented HR face (one batched MATLAB-bicubic
+             synthesis per scale present; `LRSynthesis`)
           -> prefetch
+
+`make_dataset` checks its settings once (`PairSettings`) and chains these.
 
 Working per batch rather than per face matters: with 100x100 faces most of
 the cost of an op is its fixed overhead (tools/bench_input.py).
@@ -24,6 +28,7 @@ NumPy generator seeded with (seed, epoch). So the batches depend on (seed,
 epoch) only, not on parallelism or on where a resumed epoch starts.
 """
 
+import dataclasses
 import math
 import numbers
 
@@ -337,62 +342,141 @@ def make_dataset(
         errors.ConfigError: bad scales or arguments.
         errors.DataError: an empty split.
     """
-    image_size = _check_int(image_size, "image_size", 1)
-    scales = check_scales(scales, image_size)
+    pairs = PairSettings.checked(
+        image_size=image_size,
+        scales=scales,
+        augment=training if augment is None else augment,
+        flip=flip,
+        max_shift=max_shift,
+        max_rotation=max_rotation,
+        fill_mode=fill_mode,
+        lr_synthesis_method=lr_synthesis_method,
+        lr_native=lr_native,
+    )
     batch_size = _check_int(batch_size, "batch_size", 1)
     skip_batches = _check_int(skip_batches, "skip_batches", 0)
     seed = _check_int(seed, "seed", 0)
     epoch = _check_int(epoch, "epoch", 0)
-    max_shift = _check_int(max_shift, "max_shift", 0, image_size - 1)
-    if not (
-        isinstance(max_rotation, numbers.Real) and 0 <= max_rotation <= 180
-    ):
-        raise errors.ConfigError(
-            f"max_rotation must be in 0..180 degrees, got {max_rotation!r}."
-        )
-    if fill_mode not in FILL_MODES:
-        raise errors.ConfigError(
-            f"fill_mode {fill_mode!r} is unknown; use one of "
-            f"{', '.join(FILL_MODES)}."
-        )
-    if lr_synthesis_method not in LR_SYNTHESIS:
-        raise errors.ConfigError(
-            f"lr_synthesis_method {lr_synthesis_method!r} is unknown; use "
-            f"one of {', '.join(LR_SYNTHESIS)}."
-        )
-    distinct = sorted(set(scales))
-    augment = training if augment is None else bool(augment)
-    flip = bool(flip)
     drop_remainder = training if drop_remainder is None else drop_remainder
     if len(split) == 0:
         raise errors.DataError(
             f"the {split.name} split is empty; add images or pick another "
             "split."
         )
-
-    images = hr_images(split, image_size)
+    # Read: the decoded faces, then the epoch's order. Skipping indices
+    # here, before any work, makes a resume cost nothing.
+    images = hr_images(split, pairs.image_size)
     labels = tf.constant(split.labels, dtype=tf.int32)
-    source_size = tuple(images.shape[1:3])
-    synthesizer = lr_synthesis.LRSynthesizer(distinct, image_size)
-    # scales may repeat a value (to weight it); draw among the entries, then
-    # group the batch by distinct value.
+    order = epoch_order(len(split), training, seed, epoch)
+    order = order[skip_batches * batch_size :]
+    parallel = dict(num_parallel_calls=num_parallel_calls, deterministic=True)
+    ds = tf.data.Dataset.from_tensor_slices(order)
+    ds = ds.map(face_draws(pairs, seed, epoch), **parallel)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(pair_maker(pairs, images, labels), **parallel)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairSettings:
+    """How `make_dataset` turns HR faces into pairs, checked once
+    (`PairSettings.checked`); `make_dataset`'s arguments of the same names.
+
+    Attributes:
+        image_size: side S of the HR face.
+        scales: the scale entries a face draws among (may repeat a value
+            to weight it).
+        distinct: their distinct values, sorted (one synthesis branch
+            each).
+        augment: flip/shift/rotate the HR face (`augment_batch`).
+        flip: random horizontal flips (when augmenting).
+        max_shift: largest random shift in pixels.
+        max_rotation: largest random rotation in degrees.
+        fill_mode: filling of the pixels the shift and rotation uncover.
+        lr_synthesis_method: "matlab", "tf_bicubic" or "none".
+        lr_native: also return the small LR face.
+    """
+
+    image_size: int
+    scales: tuple
+    distinct: tuple
+    augment: bool
+    flip: bool
+    max_shift: int
+    max_rotation: float
+    fill_mode: str
+    lr_synthesis_method: str
+    lr_native: bool
+
+    @classmethod
+    def checked(
+        cls,
+        image_size,
+        scales,
+        augment,
+        flip,
+        max_shift,
+        max_rotation,
+        fill_mode,
+        lr_synthesis_method,
+        lr_native,
+    ):
+        """The settings, or a ConfigError naming the bad one."""
+        image_size = _check_int(image_size, "image_size", 1)
+        scales = check_scales(scales, image_size)
+        max_shift = _check_int(max_shift, "max_shift", 0, image_size - 1)
+        if not (
+            isinstance(max_rotation, numbers.Real) and 0 <= max_rotation <= 180
+        ):
+            raise errors.ConfigError(
+                f"max_rotation must be in 0..180 degrees, got {max_rotation!r}."
+            )
+        if fill_mode not in FILL_MODES:
+            raise errors.ConfigError(
+                f"fill_mode {fill_mode!r} is unknown; use one of "
+                f"{', '.join(FILL_MODES)}."
+            )
+        if lr_synthesis_method not in LR_SYNTHESIS:
+            raise errors.ConfigError(
+                f"lr_synthesis_method {lr_synthesis_method!r} is unknown; use "
+                f"one of {', '.join(LR_SYNTHESIS)}."
+            )
+        return cls(
+            image_size=image_size,
+            scales=scales,
+            distinct=tuple(sorted(set(scales))),
+            augment=bool(augment),
+            flip=bool(flip),
+            max_shift=max_shift,
+            max_rotation=max_rotation,
+            fill_mode=fill_mode,
+            lr_synthesis_method=lr_synthesis_method,
+            lr_native=bool(lr_native),
+        )
+
+
+def face_draws(pairs, seed, epoch):
+    """fn(index) -> the random draws of one face: {"index", "branch" (its
+    scale's position in `pairs.distinct`)[, "flip", "shift", "angle"]}.
+    Every draw is keyed by (seed, epoch, index) alone."""
+    # scales may repeat a value (to weight it): draw among the entries,
+    # then group the batch by distinct value.
     branch_of_entry = tf.constant(
-        [distinct.index(s) for s in scales], dtype=tf.int32
+        [pairs.distinct.index(s) for s in pairs.scales], dtype=tf.int32
     )
-    distinct_t = tf.constant(distinct, dtype=tf.int32)
     base_seed = tf.constant([seed, epoch], dtype=tf.int64)
+    n_entries, max_shift = len(pairs.scales), pairs.max_shift
 
     def draw(index):
-        # Every draw of a face is keyed by (seed, epoch, index) alone.
         key = tf.random.experimental.stateless_fold_in(base_seed, index)
         keys = tf.random.experimental.stateless_split(key, _NUM_DRAWS)
         entry = tf.random.stateless_uniform(
-            [], keys[0], minval=0, maxval=len(scales), dtype=tf.int32
+            [], keys[0], minval=0, maxval=n_entries, dtype=tf.int32
         )
         out = {"index": index, "branch": branch_of_entry[entry]}
-        if augment:
+        if pairs.augment:
             out["flip"] = tf.logical_and(
-                flip, tf.random.stateless_uniform([], keys[1]) < 0.5
+                pairs.flip, tf.random.stateless_uniform([], keys[1]) < 0.5
             )
             out["shift"] = tf.cast(
                 tf.random.stateless_uniform(
@@ -405,52 +489,100 @@ def make_dataset(
                 tf.float32,
             )
             out["angle"] = tf.random.stateless_uniform(
-                [], keys[3], minval=-max_rotation, maxval=max_rotation
+                [],
+                keys[3],
+                minval=-pairs.max_rotation,
+                maxval=pairs.max_rotation,
             ) * (math.pi / 180.0)
         return out
 
-    def make_pairs(batch):
-        index = batch["index"]
-        branch = batch["branch"]
-        hr = tf.gather(images, index)  # (B, h, w, 3) uint8
-        if source_size != (image_size, image_size):
-            hr = imresize_lib.imresize(hr, output_size=(image_size, image_size))
-        if augment and (max_shift or max_rotation):
-            hr = augment_faces(
-                hr,
-                augment_transforms(
-                    batch["flip"], batch["shift"], batch["angle"], image_size
-                ),
-                fill_mode,
-            )
-        elif augment and flip:
-            # Flips alone (the released FSR recipe) need no resampling.
-            hr = tf.where(
-                batch["flip"][:, None, None, None], tf.reverse(hr, [2]), hr
-            )
+    return draw
+
+
+def augment_batch(pairs, hr, draws):
+    """The batch's uint8 HR faces flipped, shifted and rotated by their
+    draws (one resampling), or only flipped, or as they are."""
+    if not pairs.augment:
+        return hr
+    if pairs.max_shift or pairs.max_rotation:
+        transforms = augment_transforms(
+            draws["flip"], draws["shift"], draws["angle"], pairs.image_size
+        )
+        return augment_faces(hr, transforms, pairs.fill_mode)
+    if pairs.flip:
+        # Flips alone (the released FSR recipe) need no resampling.
+        return tf.where(
+            draws["flip"][:, None, None, None], tf.reverse(hr, [2]), hr
+        )
+    return hr
+
+
+class LRSynthesis:
+    """The LR faces of a batch of HR faces, each at its drawn scale.
+
+    One batched synthesis per scale present, instead of one switch per
+    face: most of the cost is per-op overhead.
+    """
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+        self.synthesizer = lr_synthesis.LRSynthesizer(
+            pairs.distinct, pairs.image_size
+        )
+
+    def __call__(self, hr, branch):
+        """(lr uint8 [B, S, S, 3], native or None) of HR faces `hr`."""
+        pairs = self.pairs
+        distinct = pairs.distinct
+        if pairs.lr_synthesis_method == "none":
+            return hr, (hr if pairs.lr_native else None)
+        if len(distinct) == 1:
+            native = None
+            if pairs.lr_native:
+                native = self.synthesizer.native(hr, distinct[0])
+            return self._upsampled(hr, distinct[0]), native
+        positions = tf.dynamic_partition(
+            tf.range(tf.shape(hr)[0]), branch, len(distinct)
+        )
+        faces = tf.dynamic_partition(hr, branch, len(distinct))
+        lr = tf.dynamic_stitch(
+            positions, [self._upsampled(f, s) for f, s in zip(faces, distinct)]
+        )
         native = None
-        if lr_synthesis_method == "none":
-            lr = hr
-        elif len(distinct) == 1:
-            lr = _synthesize(hr, distinct[0])
-            if lr_native:
-                native = synthesizer.native(hr, distinct[0])
-        else:
-            # One batched synthesis per scale present, instead of one
-            # switch per face: most of the cost is per-op overhead.
-            positions = tf.dynamic_partition(
-                tf.range(tf.shape(index)[0]), branch, len(distinct)
-            )
-            faces = tf.dynamic_partition(hr, branch, len(distinct))
-            lr = tf.dynamic_stitch(
+        if pairs.lr_native:
+            native = tf.dynamic_stitch(
                 positions,
-                [_synthesize(f, s) for f, s in zip(faces, distinct)],
+                [self._native_padded(f, s) for f, s in zip(faces, distinct)],
             )
-            if lr_native:
-                native = tf.dynamic_stitch(
-                    positions,
-                    [_native_padded(f, s) for f, s in zip(faces, distinct)],
-                )
+        return lr, native
+
+    def _upsampled(self, hr, scale):
+        if self.pairs.lr_synthesis_method == "tf_bicubic":
+            return _tf_bicubic_lr(hr, scale, self.pairs.image_size)
+        return self.synthesizer.upsampled(hr, scale)
+
+    def _native_padded(self, hr, scale):
+        small = self.synthesizer.native(hr, scale)
+        pad = self.synthesizer.native_size(self.pairs.distinct[0])
+        pad -= small.shape[1]
+        return tf.pad(small, [[0, 0], [0, pad], [0, pad], [0, 0]])
+
+
+def pair_maker(pairs, images, labels):
+    """fn(batch of draws) -> the batch of pairs: gather the faces, resize
+    them to S (MATLAB bicubic) if needed, augment, synthesise LR."""
+    size = pairs.image_size
+    resize = tuple(images.shape[1:3]) != (size, size)
+    synthesize = LRSynthesis(pairs)
+    distinct_t = tf.constant(pairs.distinct, dtype=tf.int32)
+
+    def make_pairs(draws):
+        index, branch = draws["index"], draws["branch"]
+        hr = tf.gather(images, index)  # (B, h, w, 3) uint8
+        if resize:
+            hr = imresize_lib.imresize(hr, output_size=(size, size))
+        hr = augment_batch(pairs, hr, draws)
+        lr, native = synthesize(hr, branch)
         out = {
             "hr": tf.cast(hr, tf.float32),
             "lr": tf.cast(lr, tf.float32),
@@ -458,29 +590,8 @@ def make_dataset(
             "scale": tf.gather(distinct_t, branch),
             "index": index,
         }
-        if lr_native:
-            if native is None:  # lr_synthesis_method="none": lr is hr
-                native = hr
+        if native is not None:
             out["lr_native"] = tf.cast(native, tf.float32)
         return out
 
-    def _native_padded(hr, scale):
-        small = synthesizer.native(hr, scale)
-        pad = synthesizer.native_size(distinct[0]) - small.shape[1]
-        return tf.pad(small, [[0, 0], [0, pad], [0, pad], [0, 0]])
-
-    def _synthesize(hr, scale):
-        if lr_synthesis_method == "tf_bicubic":
-            return _tf_bicubic_lr(hr, scale, image_size)
-        return synthesizer.upsampled(hr, scale)
-
-    order = epoch_order(len(split), training, seed, epoch)
-    # Skipping indices here, before any work, makes a resume cost nothing.
-    order = order[skip_batches * batch_size :]
-    ds = tf.data.Dataset.from_tensor_slices(order)
-    ds = ds.map(draw, num_parallel_calls=num_parallel_calls, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(
-        make_pairs, num_parallel_calls=num_parallel_calls, deterministic=True
-    )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return make_pairs

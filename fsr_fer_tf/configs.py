@@ -147,6 +147,10 @@ class CovPoolFERConfig:
             gradients, one `eigh` fewer); the paper's two layers otherwise.
         sync_batch_norm: batch-norm statistics over the global batch of all
             replicas (Keras' `synchronized`); False: each replica's own.
+        fused_batch_norm: the trunk's batch-norms on TensorFlow's fused
+            kernel (`layers.batchnorm.FusedBatchNormalization`: the same
+            values, weights and moving averages, about 2x faster on CPU;
+            with sync_batch_norm, Keras' synchronized layer is used).
     """
 
     image_size: int = 100
@@ -164,6 +168,7 @@ class CovPoolFERConfig:
     pool_after: tuple = (1, 2, 4)
     fused_spd: bool = False
     sync_batch_norm: bool = False
+    fused_batch_norm: bool = False
 
 
 # `paper`: the released CovPoolFER sizes (256x256 covariance -> 128x128).
@@ -177,6 +182,7 @@ COVPOOL_PRESETS = {
         # The released 0.995 needs ~1000 steps before the moving statistics
         # forget their initial values; the demo trains for ~800.
         batchnorm_momentum=0.9,
+        fused_batch_norm=True,
     ),
     # `fer2013`: real 48x48 faces upscaled to 100x100, trained in about an
     # hour on 2 CPU cores: a stride-2 first conv (the upscaled face has no
@@ -190,6 +196,8 @@ COVPOOL_PRESETS = {
         dropout=0.25,
         stem_stride=2,
         pool_after=(2, 4),
+        # The same values, 1.25x the step's speed here (bench_fer_step).
+        fused_batch_norm=True,
     ),
 }
 

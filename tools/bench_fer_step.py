@@ -9,6 +9,8 @@ times in one run, on whatever CPU/GPU TensorFlow sees:
    weight decay + center loss, backward through the SPD layers, Adam, the
    BiMap retraction, the centre update), with the preset's training
    settings;
+3. the same step with the trunk's batch-norms on TensorFlow's fused kernel
+   (`CovPoolFERConfig.fused_batch_norm`), and its speed-up over 2;
 
 and prints ms/step (median and minimum of `--repeats` calls after one
 warm-up call, which traces), images/s, the ratio of the step to the
@@ -25,6 +27,8 @@ Usage:
 # First, before TensorFlow: the package's start-up choices (startup.py:
 # quiet notices, oneDNN on x86-64) hold for the benchmark as for training.
 import fsr_fer_tf  # noqa: E402,F401
+
+import dataclasses  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -53,14 +57,20 @@ MIXED = flags.DEFINE_bool(
 SEED = flags.DEFINE_integer("seed", 0, "Seed of weights and inputs.")
 
 
-def make_steps(preset, mixed_precision=False):
-    """ClassifierSteps for a preset's model and training settings."""
+def make_steps(preset, mixed_precision=False, fused_batch_norm=None):
+    """ClassifierSteps for a preset's model and training settings
+    (`fused_batch_norm`: None keeps the preset's)."""
     cfg = FER_TRAIN_PRESETS[preset]
+    model_config = COVPOOL_PRESETS[preset]
+    if fused_batch_norm is not None:
+        model_config = dataclasses.replace(
+            model_config, fused_batch_norm=fused_batch_norm
+        )
     policy = keras.config.dtype_policy()
     if mixed_precision:
         keras.config.set_dtype_policy("mixed_float16")
     try:
-        model = build_covpoolfer(COVPOOL_PRESETS[preset])
+        model = build_covpoolfer(model_config)
         optimizer = keras.optimizers.Adam(1e-3, epsilon=cfg.adam_epsilon)
         if mixed_precision:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -98,7 +108,7 @@ def make_train_step(preset, batch, seed=0, mixed_precision=False):
 
 def run_preset(preset, peak):
     keras.utils.set_random_seed(SEED.value)
-    steps, cfg = make_steps(preset, MIXED.value)
+    steps, cfg = make_steps(preset, MIXED.value, fused_batch_norm=False)
     b = BATCH.value
     size = COVPOOL_PRESETS[preset].image_size
     images, labels = make_batch(preset, b, SEED.value)
@@ -114,6 +124,16 @@ def run_preset(preset, peak):
             "train_step",
             benchmark.timed(
                 steps.train_step, images, labels, repeats=REPEATS.value
+            ),
+        )
+    )
+    keras.utils.set_random_seed(SEED.value)
+    fused, _ = make_steps(preset, MIXED.value, fused_batch_norm=True)
+    rows.append(
+        (
+            "train_step, fused BN",
+            benchmark.timed(
+                fused.train_step, images, labels, repeats=REPEATS.value
             ),
         )
     )
@@ -134,6 +154,12 @@ def run_preset(preset, peak):
     step_s = rows[1][1][1]
     flops = benchmark.graph_flops(steps.train_step, images, labels)
     print("train_step: " + benchmark.peak_line(flops, step_s, peak))
+    print(
+        "train_step, fused BN: "
+        + benchmark.peak_line(flops, rows[2][1][1], peak)
+        + f"; {step_s / rows[2][1][1]:.2f}x the Keras-BN step's speed"
+        " (CovPoolFERConfig.fused_batch_norm)"
+    )
     total = cfg.epochs * (RAFDB_TRAIN_IMAGES // b)
     print(
         f"the {preset} schedule on RAF-DB ({cfg.epochs} epochs x "

@@ -1,5 +1,6 @@
 """Keras layers of CovPoolFER (SPD feature) and of the FSR generator."""
 
+from fsr_fer_tf.layers.batchnorm import FusedBatchNormalization
 from fsr_fer_tf.layers.covpool import CovariancePooling
 from fsr_fer_tf.layers.covpool import PerImageStandardization
 from fsr_fer_tf.layers.spd import BiMap

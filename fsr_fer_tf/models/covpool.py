@@ -59,6 +59,7 @@ from fsr_fer_tf.configs import CovPoolFERConfig
 from fsr_fer_tf.errors import ConfigError
 from fsr_fer_tf.errors import UserError
 from fsr_fer_tf.errors import require
+from fsr_fer_tf.layers.batchnorm import FusedBatchNormalization
 from fsr_fer_tf.layers.covpool import CovariancePooling
 from fsr_fer_tf.layers.covpool import PerImageStandardization
 from fsr_fer_tf.layers.spd import BiMap
@@ -91,8 +92,19 @@ def build_features(
     stem_stride=1,
     pool_after=(1, 2, 4),
     sync_batch_norm=False,
+    fused_batch_norm=False,
 ):
-    """The trunk F(): raw image [B, S, S, 3] -> conv map [B, h, h, c]."""
+    """The trunk F(): raw image [B, S, S, 3] -> conv map [B, h, h, c].
+
+    With `fused_batch_norm`, its batch-norms run TensorFlow's fused kernel
+    (`layers.batchnorm.FusedBatchNormalization`: the same layer, weights
+    and values).
+    """
+    batch_norm = (
+        FusedBatchNormalization
+        if fused_batch_norm
+        else keras.layers.BatchNormalization
+    )
     image = keras.Input((image_size, image_size, 3), name="image")
     x = PerImageStandardization(name="standardize")(image)
     for i, filters in enumerate(conv_filters, start=1):
@@ -106,7 +118,7 @@ def build_features(
             kernel_initializer=_dense_initializer(),
             name=f"conv_{i}",
         )(x)
-        x = keras.layers.BatchNormalization(
+        x = batch_norm(
             momentum=batchnorm_momentum,
             epsilon=batchnorm_epsilon,
             scale=False,
@@ -248,6 +260,7 @@ class CovPoolFER(keras.Model):
         pool_after=(1, 2, 4),
         fused_spd=False,
         sync_batch_norm=False,
+        fused_batch_norm=False,
         metadata=None,
         **kwargs,
     ):
@@ -282,6 +295,7 @@ class CovPoolFER(keras.Model):
             stem_stride,
             pool_after,
             sync_batch_norm,
+            fused_batch_norm,
         )
         spd = build_spd(
             map_size,
@@ -323,6 +337,7 @@ class CovPoolFER(keras.Model):
         self.pool_after = pool_after
         self.fused_spd = bool(fused_spd)
         self.sync_batch_norm = bool(sync_batch_norm)
+        self.fused_batch_norm = bool(fused_batch_norm)
         self.metadata = dict(metadata or {})
 
     def get_config(self):
@@ -344,6 +359,7 @@ class CovPoolFER(keras.Model):
             "pool_after": list(self.pool_after),
             "fused_spd": self.fused_spd,
             "sync_batch_norm": self.sync_batch_norm,
+            "fused_batch_norm": self.fused_batch_norm,
             "metadata": dict(self.metadata),
         }
 

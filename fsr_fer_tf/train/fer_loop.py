@@ -207,9 +207,9 @@ def train_fer(
 ):
     """Trains CovPoolFER; returns {"final": path, "best": path, ...}.
 
-    Set-up (`Stage1Run`), then one straight loop over each epoch's batches
-    (`Stage1Run.step`), validation and a checkpoint at epoch ends
-    (`Stage1Run.end_of_pass`), then the exports.
+    Set-up (`Stage1Run`), then the straight loop of `loop.Run.train` over
+    each epoch's batches (`Stage1Run.step`), validation and a checkpoint at
+    epoch ends (`Stage1Run.end_of_pass`), then the exports.
 
     Args:
         model_config: a `configs.CovPoolFERConfig`.
@@ -229,7 +229,7 @@ def train_fer(
         {"final": final.keras path, "best": best.keras path,
          "validation": last validation accuracies, "steps": total steps}.
     """
-    trainer = Stage1Run(
+    return Stage1Run(
         model_config,
         cfg,
         data_config,
@@ -238,18 +238,10 @@ def train_fer(
         dataset,
         preset,
         strategy,
-    )
-    with loop.checkpoint_on_interrupt(trainer.save_on_interrupt):
-        while not trainer.done():
-            for batch in trainer.epoch_batches():
-                trainer.step(batch)
-                if trainer.done():
-                    break
-            trainer.end_of_pass()
-    return trainer.finish()
+    ).train()
 
 
-class Stage1Run:
+class Stage1Run(loop.Run):
     """The state of one stage-1 run, in the order `train_fer` uses it.
 
     `__init__` checks the settings, loads the data, opens the run folder
@@ -425,13 +417,16 @@ class Stage1Run:
     def _save_if_finite(self):
         return _save_if_finite(self.model, self.run, self.manager, self.current)
 
+    def save(self):
+        return self.run.save(self.manager, self.current)
+
     def save_on_interrupt(self):
         # An unchecked non-finite step may have poisoned the batch-norm
         # statistics: then save only a finite state, as check_finite would.
         pulled = _pull_metrics(self.pending)
         self.pending.clear()
         if all(np.isfinite(list(m.values())).all() for _, m in pulled):
-            return self.run.save(self.manager, self.current)
+            return self.save()
         return self._save_if_finite()
 
     def end_of_pass(self):
@@ -444,7 +439,7 @@ class Stage1Run:
             epochs_done = self.current // self.steps_per_epoch
             if self.done() or epochs_done % self.cfg.eval_every_epochs == 0:
                 self.validate()  # may update `best`: save after
-            self.run.save(self.manager, self.current)
+            self.save()
 
     def validate(self):
         """Accuracy at every validation scale; best.keras on a new best at

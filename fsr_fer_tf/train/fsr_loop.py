@@ -177,9 +177,10 @@ def train_fsr(
 ):
     """Trains G and D on features of a frozen CovPoolFER.
 
-    Set-up (`Stage2Run`), then one straight loop over the batches (L2-only
-    pre-training steps first, then GAN steps; `Stage2Run.step`), validation
-    and checkpoints at their steps, then the exports.
+    Set-up (`Stage2Run`), then the straight loop of `loop.Run.train` over
+    the batches (L2-only pre-training steps first, then GAN steps;
+    `Stage2Run.step`), validation and checkpoints at their steps, then the
+    exports.
 
     Args:
         fer_model_path: stage-1 `.keras` file.
@@ -201,7 +202,7 @@ def train_fsr(
          "validation": last per-method, per-scale summaries,
          "steps": GAN steps done, "model_dir": path}.
     """
-    trainer = Stage2Run(
+    return Stage2Run(
         fer_model_path,
         gen_config,
         critic_config,
@@ -212,17 +213,10 @@ def train_fsr(
         dataset,
         preset,
         strategy,
-    )
-    with loop.checkpoint_on_interrupt(trainer.save):
-        while not trainer.done():
-            for batch in trainer.epoch_batches():
-                trainer.step(batch)
-                if trainer.done():
-                    break
-    return trainer.finish()
+    ).train()
 
 
-class Stage2Run:
+class Stage2Run(loop.Run):
     """The state of one stage-2 run, in the order `train_fsr` uses it.
 
     `__init__` checks the settings, loads the frozen CovPoolFER and the

@@ -323,9 +323,9 @@ def train_isr(
 ):
     """Trains an image-SR baseline; returns paths and the last validation.
 
-    Set-up (`ISRRun`), then one straight loop over the batches
-    (`ISRRun.step`: the update, its logging, validation and checkpoint),
-    then the exports.
+    Set-up (`ISRRun`), then the straight loop of `loop.Run.train` over the
+    batches (`ISRRun.step`: the update, its logging, validation and
+    checkpoint), then the exports.
 
     Args:
         model_kind: "metasr" or "rcan".
@@ -343,7 +343,7 @@ def train_isr(
         {"isr", "isr_best": paths, "validation": per-method, per-scale
         summaries, "steps": steps done, "model_dir": path}.
     """
-    trainer = ISRRun(
+    return ISRRun(
         model_kind,
         model_config,
         cfg,
@@ -352,17 +352,10 @@ def train_isr(
         resume,
         fer_model_path,
         dataset,
-    )
-    with loop.checkpoint_on_interrupt(trainer.save):
-        while not trainer.done():
-            for batch in trainer.epoch_batches():
-                trainer.step(batch)
-                if trainer.done():
-                    break
-    return trainer.finish()
+    ).train()
 
 
-class ISRRun:
+class ISRRun(loop.Run):
     """The state of one image-SR run, in the order `train_isr` uses it.
 
     `__init__` checks the settings, loads the frozen CovPoolFER (if any) and

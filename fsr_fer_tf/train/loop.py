@@ -467,6 +467,61 @@ def report_dataset(dataset):
         logging.info("%s", note)
 
 
+class Run:
+    """A training run as the loop of every stage sees it.
+
+    A subclass sets itself up in `__init__` (settings, data, run folder,
+    models, restore) and defines `done`, `epoch_batches`, `step`, `save` and
+    `finish`; `train` is then the one loop they share:
+
+        while not done:
+            for batch in the rest of this epoch: step(batch) (until done)
+            end_of_pass()
+        finish()
+
+    with a checkpoint (`save_on_interrupt`) when Ctrl-C or SIGTERM stops
+    it.
+    """
+
+    def done(self):
+        """Whether every step of the run has been taken."""
+        raise NotImplementedError
+
+    def epoch_batches(self):
+        """The batches left in the current epoch."""
+        raise NotImplementedError
+
+    def step(self, batch):
+        """One update on `batch`, with its logging, validation, saving."""
+        raise NotImplementedError
+
+    def save(self):
+        """A checkpoint of the current state."""
+        raise NotImplementedError
+
+    def finish(self):
+        """The last checkpoint and exports; the run's result."""
+        raise NotImplementedError
+
+    def end_of_pass(self):
+        """After each pass over `epoch_batches` (default: nothing)."""
+
+    def save_on_interrupt(self):
+        """The checkpoint an interrupted run leaves (default: `save`)."""
+        return self.save()
+
+    def train(self):
+        """Runs the loop to the end; returns `finish()`."""
+        with checkpoint_on_interrupt(self.save_on_interrupt):
+            while not self.done():
+                for batch in self.epoch_batches():
+                    self.step(batch)
+                    if self.done():
+                        break
+                self.end_of_pass()
+        return self.finish()
+
+
 def validation_split(dataset):
     """The split used for validation: "val" if the data has one, else "test".
 

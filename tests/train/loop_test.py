@@ -215,3 +215,50 @@ def test_damaged_checkpoint_is_a_config_error(tmp_path):
     # Opening the damaged folder again fails the same way, not deep in TF.
     with pytest.raises(errors.ConfigError, match="cannot restore .*ckpt-5"):
         loop.RunDirectory(tmp_path / "r", {}, ARCH, True, "fer")
+
+
+class _CountingRun(loop.Run):
+    """Epochs of 3 batches; 7 steps; records what the loop called."""
+
+    def __init__(self, steps=7, interrupt_at=None):
+        self.steps, self.interrupt_at = steps, interrupt_at
+        self.taken, self.calls = 0, []
+
+    def done(self):
+        return self.taken >= self.steps
+
+    def epoch_batches(self):
+        return range(self.taken % 3, 3)  # the rest of this epoch
+
+    def step(self, batch):
+        if self.taken == self.interrupt_at:
+            raise KeyboardInterrupt
+        self.taken += 1
+        self.calls.append(("step", batch))
+
+    def end_of_pass(self):
+        self.calls.append(("end_of_pass", self.taken))
+
+    def save(self):
+        self.calls.append(("save", self.taken))
+        return f"ckpt-{self.taken}"
+
+    def finish(self):
+        return {"steps": self.taken, "calls": self.calls}
+
+
+def test_run_train_is_one_loop_of_steps_and_passes():
+    result = _CountingRun().train()
+    assert result["steps"] == 7
+    steps = [b for kind, b in result["calls"] if kind == "step"]
+    assert steps == [0, 1, 2, 0, 1, 2, 0]  # stops mid-epoch when done
+    passes = [n for kind, n in result["calls"] if kind == "end_of_pass"]
+    assert passes == [3, 6, 7]
+    assert ("save", 7) not in result["calls"]  # saving is the run's business
+
+
+def test_run_train_saves_on_interrupt_and_reraises():
+    run = _CountingRun(interrupt_at=4)
+    with pytest.raises(KeyboardInterrupt):
+        run.train()
+    assert run.calls[-1] == ("save", 4)

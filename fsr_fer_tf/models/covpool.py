@@ -51,7 +51,6 @@ embedding's batch-norm and the logits are float32 islands; under
 """
 
 import dataclasses
-import os
 
 import keras
 
@@ -66,6 +65,7 @@ from fsr_fer_tf.layers.spd import BiMap
 from fsr_fer_tf.layers.spd import LogEig
 from fsr_fer_tf.layers.spd import ReEig
 from fsr_fer_tf.layers.spd import ReEigLogEig
+from fsr_fer_tf.models import files
 
 PART_NAMES = ("features", "spd", "head")
 
@@ -468,18 +468,7 @@ def load_covpoolfer(path, flag):
         "train one with `python -m fsr_fer_tf.train_fer`, which writes "
         "MODEL_DIR/final.keras"
     )
-    if not path:
-        raise ConfigError(f"{flag} is required; {hint}.")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{flag} {path} does not exist; {hint}.")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as e:  # Keras raises many types for a bad file.
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ConfigError(
-            f"{flag} {path} is not a loadable .keras model "
-            f"({type(e).__name__}: {first[:200]}); {hint}."
-        ) from None
+    model = files.load_model_file(path, flag, hint)
     try:
         covpoolfer_parts(model)
     except UserError as e:

@@ -25,8 +25,6 @@ originals were trained with it): He-uniform / sqrt(6) kernels, i.e.
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and zero biases.
 """
 
-import os
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -34,6 +32,7 @@ import tensorflow as tf
 from fsr_fer_tf.data.imresize import output_size_and_scale
 from fsr_fer_tf.errors import ConfigError
 from fsr_fer_tf.errors import require
+from fsr_fer_tf.models import files
 
 _PIXEL_CENTRE = 127.5  # x -> (x - 127.5) / 127.5 in, the inverse out.
 
@@ -906,18 +905,7 @@ def load_isr(path, flag="--isr_model"):
         "train one with `python -m fsr_fer_tf.train_isr`, which writes "
         "MODEL_DIR/isr.keras"
     )
-    if not path:
-        raise ConfigError(f"{flag} is required; {hint}.")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{flag} {path} does not exist; {hint}.")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001 (Keras raises many types)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ConfigError(
-            f"{flag} {path} is not a loadable .keras model "
-            f"({type(e).__name__}: {first[:200]}); {hint}."
-        ) from None
+    model = files.load_model_file(path, flag, hint)
     if not isinstance(model, (MetaSR, RCAN)):
         raise ConfigError(
             f"{flag} {path} is not a MetaSR or RCAN model "

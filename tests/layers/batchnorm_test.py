@@ -156,3 +156,27 @@ def test_covpoolfer_with_fused_batch_norm_computes_the_same_model(tmp_path):
     np.testing.assert_allclose(
         loaded(image).numpy(), fused(image).numpy(), rtol=1e-5, atol=1e-6
     )
+
+
+def test_moving_statistics_update_inside_a_distribution_strategy(x):
+    # Inside strategy.run the statistics are mirrored variables updated in
+    # replica context, as Keras' own layer updates them (checked with two
+    # logical devices by hand; one device here: they must be set before
+    # TensorFlow starts).
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        fused, plain = _pair(momentum=0.5)
+
+    @tf.function
+    def step(batch):
+        return strategy.run(
+            lambda b: (fused(b, training=True), plain(b, training=True)),
+            args=(batch,),
+        )
+
+    step(x)
+    for a, b in zip(fused.weights, plain.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(
+        fused.moving_mean.numpy(), _pair(momentum=0.5)[0].moving_mean.numpy()
+    )

@@ -16,6 +16,7 @@ DATA_FORMATS = ("synthetic", "rafdb", "folder", "fer2013_csv")
 def parse_int_list(value, what):
     """(2, 3, 4) from "2,3,4" (a flag, YAML text), [2, 3, 4] (JSON, YAML)
     or a single int; a ConfigError naming `what` otherwise."""
+    given = value
     if isinstance(value, bool):
         value = [value]  # refused below: True is not a step or a scale
     if isinstance(value, int):
@@ -30,7 +31,8 @@ def parse_int_list(value, what):
         return tuple(int(v) for v in value)
     except (TypeError, ValueError):
         raise errors.ConfigError(
-            f"{what} must be comma-separated integers, got '{value}'."
+            f"{what} must be comma-separated integers, e.g. 2,3,4, got "
+            f"'{given}'."
         ) from None
 
 

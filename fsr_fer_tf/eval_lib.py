@@ -194,6 +194,44 @@ def combine_predicts(*predicts):
     return predict
 
 
+def renamed(predict, names):
+    """`predict` with its methods renamed ({old: new}; others dropped)."""
+
+    def predict_renamed(batch):
+        out = predict(batch)
+        return {new: out[old] for old, new in names.items() if old in out}
+
+    return predict_renamed
+
+
+# Methods of a recognizer bundle (`evaluate --recognizer_dir`).
+ROUTE_METHODS = ("route_backbone", "route_fsr", "recognizer")
+
+
+def recognizer_predict(predict, backbone, generator, threshold, above):
+    """`predict` (the main CovPoolFER's methods, with "bicubic") plus a
+    recognizer bundle's: "route_backbone" (its low-resolution CovPoolFER on
+    the bicubic face), "route_fsr" (G on that CovPoolFER's feature, with a
+    generator) and "recognizer": at each batch's scale s, what
+    `Recognizer` answers for a face of effective scale s — "bicubic" below
+    `threshold`, else "route_fsr" (`above` = "fsr") or "route_backbone"
+    ("lr")."""
+    route = renamed(
+        make_predict(backbone, generator),
+        {"bicubic": "route_backbone", "fsr": "route_fsr"},
+    )
+    combined = combine_predicts(predict, route)
+    source = "route_fsr" if above == "fsr" else "route_backbone"
+
+    def predict_routed(batch):
+        out = combined(batch)
+        chosen = "bicubic" if _batch_scale(batch) < threshold else source
+        out["recognizer"] = {"logits": out[chosen]["logits"]}
+        return out
+
+    return predict_routed
+
+
 def bicubic_quality_predict():
     """fn(batch) -> {"bicubic": {"psnr", "ssim"}} of the bicubic-upsampled
     LR face (the pipeline's "lr"), at every scale but 1 (where it is the HR
@@ -486,6 +524,7 @@ def evaluate(
     svms=None,
     strategy=None,
     isr_models=(),
+    recognizer=None,
 ):
     """Every method on the same images at every scale (+ optional noise).
 
@@ -498,6 +537,8 @@ def evaluate(
 
     Args:
         isr_models: ((method name, image-SR model), ...).
+        recognizer: (backbone, generator or None, threshold, above) of a
+            recognizer bundle: adds `ROUTE_METHODS` (`recognizer_predict`).
 
     Returns:
         (summaries, collected, noise): summaries is {"hr": {"x1": ...},
@@ -511,6 +552,8 @@ def evaluate(
         bicubic_quality_predict(),
         *[isr_predict(m, fer_model, name) for name, m in isr_models],
     )
+    if recognizer is not None:
+        predict = recognizer_predict(predict, *recognizer)
     image_size = input_size(fer_model)
     collected = collect(
         split,

@@ -53,6 +53,15 @@ def define_flags():
         "'metasr' (train_isr's RUN/isr.keras: after the folder RUN).",
     )
     flags.DEFINE_string(
+        "recognizer_dir",
+        None,
+        "Optional recognizer model directory (its recognizer.json, e.g. "
+        "checkpoints/fer2013): adds its low-resolution CovPoolFER "
+        "('route_backbone'), G on it ('route_fsr') and 'recognizer', its "
+        "answer at each scale (--fer_model's bicubic below its threshold, "
+        "its route from it on). --fer_model defaults to its fer_model.",
+    )
+    flags.DEFINE_string(
         "split",
         "test",
         "Split to evaluate (RAF-DB: the 3068-image test split, as the paper).",
@@ -394,6 +403,48 @@ def load_models(fer_model_path, fsr_model_path, isr_model_paths, scales, scope):
     return fer_model, generator, tuple(isr_models)
 
 
+def load_recognizer(model_dir, fer_model):
+    """(backbone, generator or None, threshold, above) of the recognizer
+    bundle in `model_dir`, for `eval_lib.evaluate(recognizer=...)`: its
+    low-resolution CovPoolFER (`fsr_backbone`, else its `fer_model`) and
+    the G on it, checked against each other and against `fer_model`'s
+    input size."""
+    from fsr_fer_tf import eval_lib
+    from fsr_fer_tf import recognizer as recognizer_lib
+    from fsr_fer_tf.train import fsr_loop
+
+    spec = recognizer_lib.read_bundle(model_dir)
+    threshold = float(spec.get("threshold", 2.0))
+    above = spec.get("above", "fsr")
+    errors.require(
+        above in ("fsr", "lr") and threshold > 0,
+        f"{model_dir}/recognizer.json: 'above' must be fsr or lr and "
+        f"'threshold' > 0, got {above!r} and {threshold}.",
+    )
+    path = spec["fsr_backbone"] or spec["fer_model"]
+    errors.require(
+        path is not None, f"{model_dir}/recognizer.json names no fer_model."
+    )
+    backbone = fsr_loop.load_fer_model(path)
+    errors.require(
+        eval_lib.input_size(backbone) == eval_lib.input_size(fer_model),
+        f"{path} takes {eval_lib.input_size(backbone)}-pixel faces but "
+        f"--fer_model takes {eval_lib.input_size(fer_model)}; use the "
+        "recognizer's own fer_model.",
+    )
+    generator = None
+    if spec["generator"]:
+        generator = eval_lib.load_generator(
+            spec["generator"], fsr_loop.feature_size(backbone)
+        )
+    errors.require(
+        above != "fsr" or generator is not None,
+        f"{model_dir}/recognizer.json routes above its threshold through G "
+        "but names no generator.",
+    )
+    return backbone, generator, threshold, above
+
+
 def results_dict(
     dataset,
     split_name,
@@ -472,6 +523,7 @@ def evaluate_run(
     svm_train_limit=0,
     strategy=None,
     isr_model_paths=(),
+    recognizer_dir=None,
 ):
     """Evaluates and writes the report; returns the results dict.
 
@@ -496,6 +548,8 @@ def evaluate_run(
             batch (`mirrored` or `one_device`; None: one device).
         isr_model_paths: image-SR `.keras` files (train_isr's isr.keras);
             each adds a method named after its file's stem.
+        recognizer_dir: a recognizer model directory (recognizer.json):
+            adds `eval_lib.ROUTE_METHODS` (`load_recognizer`).
     """
     from fsr_fer_tf import eval_lib
     from fsr_fer_tf.data import loader
@@ -509,6 +563,14 @@ def evaluate_run(
     fer_model, generator, isr_models = load_models(
         fer_model_path, fsr_model_path, isr_model_paths, scales, scope
     )
+    recognizer = None
+    if recognizer_dir:
+        errors.require(
+            classifier == "argmax",
+            "--recognizer_dir takes --classifier=argmax (the recognizer "
+            "routes the heads' predictions).",
+        )
+        recognizer = load_recognizer(recognizer_dir, fer_model)
     if dataset is None:
         dataset = loader.load_dataset(data_config)
     split = dataset.split(split_name)
@@ -549,6 +611,7 @@ def evaluate_run(
         svms=svms,
         strategy=strategy,
         isr_models=isr_models,
+        recognizer=recognizer,
     )
     results = results_dict(
         dataset,
@@ -564,6 +627,13 @@ def evaluate_run(
         limit,
         classifier,
     )
+    if recognizer_dir:
+        _, _, threshold, above = recognizer
+        results["config"]["recognizer"] = {
+            "dir": os.path.abspath(recognizer_dir),
+            "threshold": threshold,
+            "above": above,
+        }
     split = eval_lib.limit_split(split, limit)  # the images evaluated
     paths = write_report(
         out_dir,
@@ -618,18 +688,25 @@ def main(argv):
     from fsr_fer_tf import distribute
 
     strategy = distribute.make_strategy(FLAGS.distribution_strategy)
-    if not FLAGS.fer_model:
+    fer_model = FLAGS.fer_model
+    if not fer_model and FLAGS.recognizer_dir:
+        from fsr_fer_tf import recognizer as recognizer_lib
+
+        fer_model = recognizer_lib.read_bundle(FLAGS.recognizer_dir)[
+            "fer_model"
+        ]
+    if not fer_model:
         raise errors.ConfigError(
             "--fer_model is required (train_fer's MODEL_DIR/final.keras)."
         )
     scales = _parse_numbers(FLAGS.scales, "scales", int)
     sigmas = _parse_numbers(FLAGS.noise_sigmas, "noise_sigmas", float)
-    anchor = FLAGS.fsr_model or FLAGS.fer_model
+    anchor = FLAGS.fsr_model or fer_model
     out_dir = FLAGS.out_dir or os.path.join(
         os.path.dirname(os.path.abspath(anchor)), "eval"
     )
     results = evaluate_run(
-        FLAGS.fer_model,
+        fer_model,
         FLAGS.fsr_model,
         data_flags.data_config_from_flags(FLAGS),
         FLAGS.split,
@@ -643,6 +720,7 @@ def main(argv):
         svm_train_limit=FLAGS.svm_train_limit,
         strategy=strategy,
         isr_model_paths=[p for p in FLAGS.isr_model if p.strip()],
+        recognizer_dir=FLAGS.recognizer_dir,
     )
     print_table(results)
     print(f"report: {out_dir}")

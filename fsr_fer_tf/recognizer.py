@@ -170,6 +170,43 @@ def _load(path, what):
         ) from None
 
 
+def read_bundle(model_dir):
+    """The settings of a model directory's `recognizer.json`.
+
+    Returns:
+        {"fer_model", "generator", "fsr_backbone": paths in `model_dir` or
+        None, and "threshold", "trained_scales", "face_size", "above" where
+        the file gives them}: `Recognizer`'s constructor arguments.
+
+    Raises:
+        errors.ConfigError: no recognizer.json in `model_dir`.
+    """
+    path = os.path.join(model_dir, BUNDLE_FILE)
+    if not os.path.isfile(path):
+        raise errors.ConfigError(
+            f"{path} does not exist: {model_dir} is not a recognizer "
+            "model directory (checkpoints/fer2013 of the repository, or "
+            "one written by tools/export_models.py); or pass "
+            "--fer_model and --generator."
+        )
+    with open(path, encoding="utf-8") as f:
+        spec = json.load(f)
+
+    def file(key):
+        name = spec.get(key)
+        return None if not name else os.path.join(model_dir, name)
+
+    kwargs = {
+        "fer_model": file("fer_model"),
+        "generator": file("generator"),
+        "fsr_backbone": file("fsr_backbone"),
+    }
+    for key in ("threshold", "trained_scales", "face_size", "above"):
+        if key in spec:
+            kwargs[key] = spec[key]
+    return kwargs
+
+
 class Recognizer:
     """Faces in images -> expressions, through the HR or the FSR route.
 
@@ -285,34 +322,12 @@ class Recognizer:
             **overrides: constructor arguments that replace the file's
                 (threshold, fsr, detector, min_face, ...).
         """
-        model_dir = model_dir or DEFAULT_MODEL_DIR
-        path = os.path.join(model_dir, BUNDLE_FILE)
-        if not os.path.isfile(path):
-            raise errors.ConfigError(
-                f"{path} does not exist: {model_dir} is not a recognizer "
-                "model directory (checkpoints/fer2013 of the repository, or "
-                "one written by tools/export_models.py); or pass "
-                "--fer_model and --generator."
-            )
-        with open(path, encoding="utf-8") as f:
-            spec = json.load(f)
-
-        def file(key):
-            name = spec.get(key)
-            return None if not name else os.path.join(model_dir, name)
-
-        kwargs = {
-            "fer_model": file("fer_model"),
-            "generator": file("generator"),
-            "fsr_backbone": file("fsr_backbone"),
-        }
-        for key in ("threshold", "trained_scales", "face_size", "above"):
-            if key in spec:
-                kwargs[key] = spec[key]
+        kwargs = read_bundle(model_dir or DEFAULT_MODEL_DIR)
         kwargs.update(overrides)
         errors.require(
             kwargs["fer_model"] is not None,
-            f"{path} names no fer_model.",
+            f"{os.path.join(model_dir or DEFAULT_MODEL_DIR, BUNDLE_FILE)} "
+            "names no fer_model.",
         )
         return cls(**kwargs)
 

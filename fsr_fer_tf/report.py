@@ -19,6 +19,11 @@ METHOD_LABELS = {
     "hr": "HR (100x100) + CovPoolFER",
     "bicubic": "Bicubic + CovPoolFER",
     "fsr": "FSR-FER",
+    # evaluate --recognizer_dir: its low-resolution CovPoolFER, G on it,
+    # and its answer at each scale.
+    "route_backbone": "Recognizer's LR CovPoolFER",
+    "route_fsr": "Recognizer's FSR-FER",
+    "recognizer": "Recognizer (by scale)",
 }
 
 

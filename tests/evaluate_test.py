@@ -418,3 +418,89 @@ def test_isr_method_names_refused(names, match):
     assert evaluate.isr_method_names(
         ["x/metasr.keras", "runs/rcan_x4/isr.keras", "y/isr_best.keras"]
     ) == ["metasr", "rcan_x4", "y_best"]
+
+
+def _bundle(folder, tiny_run, **spec):
+    """A recognizer.json in `folder` naming the tiny run's models."""
+    import shutil
+
+    os.makedirs(folder, exist_ok=True)
+    shutil.copy(tiny_run["fer"]["final"], os.path.join(folder, "fer.keras"))
+    shutil.copy(tiny_run["fsr"]["generator"], os.path.join(folder, "g.keras"))
+    content = {
+        "fer_model": "fer.keras",
+        "fsr_backbone": "fer.keras",
+        "generator": "g.keras",
+        "threshold": 3,
+        "above": "fsr",
+    }
+    content.update(spec)
+    with open(os.path.join(folder, "recognizer.json"), "w") as f:
+        json.dump(content, f)
+    return str(folder)
+
+
+@pytest.mark.parametrize("above", ["fsr", "lr"])
+def test_recognizer_dir_rows_route_by_scale(tiny_run, tmp_path, above):
+    # The bundle's LR CovPoolFER is the run's own here, so its rows must
+    # equal bicubic's and FSR's exactly; the routed row takes bicubic's
+    # answers below the threshold (3) and the chosen route's from it on.
+    bundle = _bundle(tmp_path / "bundle", tiny_run, above=above)
+    results = evaluate.evaluate_run(
+        tiny_run["fer"]["final"],
+        tiny_run["fsr"]["generator"],
+        tiny_run["data_config"],
+        "test",
+        (1, 2, 4),
+        (),
+        str(tmp_path / "eval"),
+        batch_size=8,
+        n_examples=0,
+        figures=False,
+        dataset=tiny_run["dataset"],
+        recognizer_dir=bundle,
+    )
+    methods = results["methods"]
+    assert set(eval_lib.ROUTE_METHODS) <= set(methods)
+
+    def confusion(method, key):
+        return np.asarray(methods[method][key]["confusion"])
+
+    route = "route_fsr" if above == "fsr" else "route_backbone"
+    for key in ("x1", "x2", "x4"):
+        np.testing.assert_array_equal(
+            confusion("route_backbone", key), confusion("bicubic", key)
+        )
+        np.testing.assert_array_equal(
+            confusion("route_fsr", key), confusion("fsr", key)
+        )
+        expected = "bicubic" if key in ("x1", "x2") else route
+        np.testing.assert_array_equal(
+            confusion("recognizer", key), confusion(expected, key)
+        )
+    assert results["config"]["recognizer"]["threshold"] == 3.0
+    assert results["config"]["recognizer"]["above"] == above
+    table = open(os.path.join(tmp_path, "eval", "table1.md")).read()
+    assert "Recognizer (by scale) (ours)" in table
+
+
+def test_recognizer_dir_errors(tiny_run, tmp_path):
+    args = (
+        tiny_run["fer"]["final"],
+        None,
+        tiny_run["data_config"],
+        "test",
+        (1, 4),
+        (),
+        str(tmp_path / "eval"),
+    )
+    kwargs = dict(batch_size=8, n_examples=0, dataset=tiny_run["dataset"])
+    with pytest.raises(errors.ConfigError, match="recognizer.json does not"):
+        evaluate.evaluate_run(*args, recognizer_dir=str(tmp_path), **kwargs)
+    no_g = _bundle(tmp_path / "no_g", tiny_run, generator=None)
+    with pytest.raises(errors.ConfigError, match="names no generator"):
+        evaluate.evaluate_run(*args, recognizer_dir=no_g, **kwargs)
+    with pytest.raises(errors.ConfigError, match="classifier=argmax"):
+        evaluate.evaluate_run(
+            *args, recognizer_dir=no_g, classifier="svm", **kwargs
+        )

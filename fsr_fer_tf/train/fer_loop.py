@@ -488,20 +488,14 @@ def _build(model_config, cfg, steps_per_epoch, metadata, strategy):
     """(model, optimizer, steps) under `strategy.scope()` and the run's
     dtype policy (mixed_float16: a LossScaleOptimizer)."""
     keras.utils.set_random_seed(cfg.seed)
-    policy = "mixed_float16" if cfg.mixed_precision else "float32"
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        with strategy.scope():
-            model = covpool.build_covpoolfer(model_config, metadata=metadata)
-            optimizer = keras.optimizers.Adam(
-                _learning_rate(cfg, steps_per_epoch), epsilon=cfg.adam_epsilon
-            )
-            if cfg.mixed_precision:
-                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-            optimizer.build(model.trainable_variables)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+    with loop.dtype_policy(cfg.mixed_precision), strategy.scope():
+        model = covpool.build_covpoolfer(model_config, metadata=metadata)
+        optimizer = keras.optimizers.Adam(
+            _learning_rate(cfg, steps_per_epoch), epsilon=cfg.adam_epsilon
+        )
+        if cfg.mixed_precision:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
     steps = fer_steps.ClassifierSteps(
         model,
         optimizer,

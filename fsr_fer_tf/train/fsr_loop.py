@@ -466,17 +466,11 @@ class Stage2Run(loop.Run):
 
 def _build_gan(gen_config, critic_config, d, mixed_precision, strategy):
     """G and D for d x d features, built, under the run's dtype policy."""
-    previous_policy = keras.config.dtype_policy()
-    if mixed_precision:
-        keras.config.set_dtype_policy("mixed_float16")
-    try:
-        with strategy.scope():
-            generator = generator_lib.RRDBGenerator(gen_config)
-            critic = critic_lib.VGGCritic(critic_config, input_size=d)
-            generator.build((None, d, d, 1))
-            critic.build((None, d, d, 1))
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+    with loop.dtype_policy(mixed_precision), strategy.scope():
+        generator = generator_lib.RRDBGenerator(gen_config)
+        critic = critic_lib.VGGCritic(critic_config, input_size=d)
+        generator.build((None, d, d, 1))
+        critic.build((None, d, d, 1))
     return generator, critic
 
 

@@ -577,10 +577,7 @@ class ISRRun(loop.Run):
 
 def _build_for_run(model_kind, model_config, scales, out_size, cfg):
     """The SR model, built on a dummy batch under the run's dtype policy."""
-    previous_policy = keras.config.dtype_policy()
-    if cfg.mixed_precision:
-        keras.config.set_dtype_policy("mixed_float16")
-    try:
+    with loop.dtype_policy(cfg.mixed_precision):
         model = build_model(model_kind, model_config, scales, out_size)
         size = isr.input_size(model)
         model(
@@ -589,6 +586,4 @@ def _build_for_run(model_kind, model_config, scales, out_size, cfg):
                 "scale": tf.fill([1], scales[0]),
             }
         )
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
     return model

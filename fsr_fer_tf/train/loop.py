@@ -16,6 +16,7 @@ import math
 import os
 import time
 
+import keras
 import tensorflow as tf
 import yaml
 from absl import logging
@@ -285,6 +286,21 @@ class RunDirectory:
             tf.summary.create_file_writer(self.path("train")),
             tf.summary.create_file_writer(self.path("validation")),
         )
+
+
+@contextlib.contextmanager
+def dtype_policy(mixed_precision):
+    """Context: Keras' global dtype policy set to "mixed_float16" (or
+    "float32") while a run builds its models, the caller's restored after.
+    Layers keep the policy they were built with."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(
+        "mixed_float16" if mixed_precision else "float32"
+    )
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 @contextlib.contextmanager

@@ -262,3 +262,20 @@ def test_run_train_saves_on_interrupt_and_reraises():
     with pytest.raises(KeyboardInterrupt):
         run.train()
     assert run.calls[-1] == ("save", 4)
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_dtype_policy_is_set_for_the_build_and_restored(mixed):
+    import keras
+
+    keras.config.set_dtype_policy("bfloat16")  # the caller's, restored after
+    with loop.dtype_policy(mixed):
+        layer = keras.layers.Dense(2)
+        layer.build((None, 3))
+        inside = keras.config.dtype_policy().name
+    assert inside == ("mixed_float16" if mixed else "float32")
+    assert layer.compute_dtype == ("float16" if mixed else "float32")
+    assert keras.config.dtype_policy().name == "bfloat16"
+    with pytest.raises(RuntimeError), loop.dtype_policy(mixed):
+        raise RuntimeError  # restored on errors too
+    assert keras.config.dtype_policy().name == "bfloat16"

@@ -102,7 +102,8 @@ class DataConfig:
         max_missing: largest tolerated fraction of label-file entries whose
             image file is missing (RAF-DB); above it, loading fails.
         test_fraction: for a class-folder tree without train/ and test/
-            sub-folders, the stratified fraction held out as "test".
+            sub-folders, the stratified fraction held out as "test" (1:
+            all of it, a folder to evaluate on).
         synthetic_train: images per class in the synthetic train split.
         synthetic_test: images per class in the synthetic test split.
         synthetic_seed: seed of the synthetic renderer.

@@ -152,8 +152,9 @@ def validate_data_config(config):
         "(e.g. 0.01 tolerates 1% missing images).",
     )
     require(
-        _finite(config.test_fraction) and 0.0 < config.test_fraction < 1.0,
-        f"--test_fraction={config.test_fraction} must be in (0, 1), e.g. 0.2.",
+        _finite(config.test_fraction) and 0.0 < config.test_fraction <= 1.0,
+        f"--test_fraction={config.test_fraction} must be in (0, 1], e.g. 0.2 "
+        "(1: every image is a test image, to evaluate a folder).",
     )
     for name in ("synthetic_train", "synthetic_test"):
         value = getattr(config, name)

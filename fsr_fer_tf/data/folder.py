@@ -112,11 +112,12 @@ def stratified_split(labels, test_fraction, seed=SPLIT_SEED):
 
     Each class holds out ceil(n * test_fraction) of its n images (at most
     n - 1, so a class keeps at least one training image), chosen by a
-    seeded permutation of the class's images in their given order.
+    seeded permutation of the class's images in their given order;
+    test_fraction 1 holds out every image (a folder to evaluate on).
 
     Args:
         labels: int sequence, one label per image.
-        test_fraction: fraction of each class held out, in (0, 1).
+        test_fraction: fraction of each class held out, in (0, 1].
         seed: seed of the permutation.
 
     Returns:
@@ -126,7 +127,9 @@ def stratified_split(labels, test_fraction, seed=SPLIT_SEED):
     is_test = np.zeros(len(labels), dtype=bool)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        n_test = min(len(members) - 1, math.ceil(len(members) * test_fraction))
+        n_test = math.ceil(len(members) * test_fraction)
+        if test_fraction < 1:
+            n_test = min(len(members) - 1, n_test)
         rng = np.random.default_rng([seed, int(label)])
         is_test[members[rng.permutation(len(members))[:n_test]]] = True
     return is_test

@@ -135,6 +135,14 @@ def test_derived_split(tmp_path):
     assert any("stratified" in note for note in dataset.notes)
     again = load(tmp_path, test_fraction=0.25)
     assert again.split("test").paths == test.paths
+    # test_fraction 1: the whole folder is the test split (to evaluate on);
+    # the empty train split is refused by training, with its size named.
+    whole = load(tmp_path, test_fraction=1.0)
+    assert len(whole.split("test")) == 15
+    from fsr_fer_tf.train import loop
+
+    with pytest.raises(errors.DataError, match="'train' split .* is empty"):
+        loop.TrainingData(whole, None, batch_size=4)
 
 
 def test_errors(tmp_path):

@@ -103,6 +103,7 @@ def test_flags_to_config():
         (["--data_format=rafdb"], "--data_dir"),
         (["--max_missing=1.5"], "--max_missing"),
         (["--test_fraction=0"], "--test_fraction"),
+        (["--test_fraction=1.5"], "must be in \\(0, 1\\]"),
         (["--synthetic_train=0"], "--synthetic_train"),
         (["--synthetic_seed=-1"], "--synthetic_seed"),
     ],

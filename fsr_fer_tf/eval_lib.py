@@ -208,24 +208,22 @@ def renamed(predict, names):
 ROUTE_METHODS = ("route_backbone", "route_fsr", "recognizer")
 
 
-def recognizer_predict(predict, backbone, generator, threshold, above):
+def recognizer_predict(predict, recognizer):
     """`predict` (the main CovPoolFER's methods, with "bicubic") plus a
-    recognizer bundle's: "route_backbone" (its low-resolution CovPoolFER on
-    the bicubic face), "route_fsr" (G on that CovPoolFER's feature, with a
-    generator) and "recognizer": at each batch's scale s, what
-    `Recognizer` answers for a face of effective scale s — "bicubic" below
-    `threshold`, else "route_fsr" (`above` = "fsr") or "route_backbone"
-    ("lr")."""
+    `Recognizer`'s: "route_backbone" (its low-resolution CovPoolFER on the
+    bicubic face), "route_fsr" (G on that CovPoolFER's feature, with a
+    generator) and "recognizer": at each batch's scale s, the method of
+    the route `recognizer.route_for(s)` picks ("hr": "bicubic")."""
     route = renamed(
-        make_predict(backbone, generator),
+        make_predict(recognizer.fsr_backbone, recognizer.generator),
         {"bicubic": "route_backbone", "fsr": "route_fsr"},
     )
     combined = combine_predicts(predict, route)
-    source = "route_fsr" if above == "fsr" else "route_backbone"
+    method_of = {"hr": "bicubic", "fsr": "route_fsr", "lr": "route_backbone"}
 
     def predict_routed(batch):
         out = combined(batch)
-        chosen = "bicubic" if _batch_scale(batch) < threshold else source
+        chosen = method_of[recognizer.route_for(_batch_scale(batch))]
         out["recognizer"] = {"logits": out[chosen]["logits"]}
         return out
 
@@ -537,8 +535,8 @@ def evaluate(
 
     Args:
         isr_models: ((method name, image-SR model), ...).
-        recognizer: (backbone, generator or None, threshold, above) of a
-            recognizer bundle: adds `ROUTE_METHODS` (`recognizer_predict`).
+        recognizer: a `Recognizer` (e.g. `Recognizer.from_dir`): adds
+            `ROUTE_METHODS` (`recognizer_predict`).
 
     Returns:
         (summaries, collected, noise): summaries is {"hr": {"x1": ...},
@@ -553,7 +551,7 @@ def evaluate(
         *[isr_predict(m, fer_model, name) for name, m in isr_models],
     )
     if recognizer is not None:
-        predict = recognizer_predict(predict, *recognizer)
+        predict = recognizer_predict(predict, recognizer)
     image_size = input_size(fer_model)
     collected = collect(
         split,

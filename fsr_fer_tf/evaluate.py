@@ -404,45 +404,26 @@ def load_models(fer_model_path, fsr_model_path, isr_model_paths, scales, scope):
 
 
 def load_recognizer(model_dir, fer_model):
-    """(backbone, generator or None, threshold, above) of the recognizer
-    bundle in `model_dir`, for `eval_lib.evaluate(recognizer=...)`: its
-    low-resolution CovPoolFER (`fsr_backbone`, else its `fer_model`) and
-    the G on it, checked against each other and against `fer_model`'s
-    input size."""
+    """The `Recognizer` of the bundle in `model_dir` (`Recognizer.from_dir`
+    checks its files and settings), for `eval_lib.evaluate(recognizer=...)`;
+    also checked against `fer_model`'s input size, and for a G when it
+    routes through one."""
     from fsr_fer_tf import eval_lib
     from fsr_fer_tf import recognizer as recognizer_lib
-    from fsr_fer_tf.train import fsr_loop
 
-    spec = recognizer_lib.read_bundle(model_dir)
-    threshold = float(spec.get("threshold", 2.0))
-    above = spec.get("above", "fsr")
+    recognizer = recognizer_lib.Recognizer.from_dir(model_dir, detector="none")
     errors.require(
-        above in ("fsr", "lr") and threshold > 0,
-        f"{model_dir}/recognizer.json: 'above' must be fsr or lr and "
-        f"'threshold' > 0, got {above!r} and {threshold}.",
-    )
-    path = spec["fsr_backbone"] or spec["fer_model"]
-    errors.require(
-        path is not None, f"{model_dir}/recognizer.json names no fer_model."
-    )
-    backbone = fsr_loop.load_fer_model(path)
-    errors.require(
-        eval_lib.input_size(backbone) == eval_lib.input_size(fer_model),
-        f"{path} takes {eval_lib.input_size(backbone)}-pixel faces but "
+        recognizer.input_size == eval_lib.input_size(fer_model),
+        f"{model_dir} takes {recognizer.input_size}-pixel faces but "
         f"--fer_model takes {eval_lib.input_size(fer_model)}; use the "
         "recognizer's own fer_model.",
     )
-    generator = None
-    if spec["generator"]:
-        generator = eval_lib.load_generator(
-            spec["generator"], fsr_loop.feature_size(backbone)
-        )
     errors.require(
-        above != "fsr" or generator is not None,
+        recognizer.above != "fsr" or recognizer.generator is not None,
         f"{model_dir}/recognizer.json routes above its threshold through G "
         "but names no generator.",
     )
-    return backbone, generator, threshold, above
+    return recognizer
 
 
 def results_dict(
@@ -628,11 +609,10 @@ def evaluate_run(
         classifier,
     )
     if recognizer_dir:
-        _, _, threshold, above = recognizer
         results["config"]["recognizer"] = {
             "dir": os.path.abspath(recognizer_dir),
-            "threshold": threshold,
-            "above": above,
+            "threshold": recognizer.threshold,
+            "above": recognizer.above,
         }
     split = eval_lib.limit_split(split, limit)  # the images evaluated
     paths = write_report(

@@ -322,12 +322,12 @@ class Recognizer:
             **overrides: constructor arguments that replace the file's
                 (threshold, fsr, detector, min_face, ...).
         """
-        kwargs = read_bundle(model_dir or DEFAULT_MODEL_DIR)
+        model_dir = model_dir or DEFAULT_MODEL_DIR
+        kwargs = read_bundle(model_dir)
         kwargs.update(overrides)
         errors.require(
             kwargs["fer_model"] is not None,
-            f"{os.path.join(model_dir or DEFAULT_MODEL_DIR, BUNDLE_FILE)} "
-            "names no fer_model.",
+            f"{os.path.join(model_dir, BUNDLE_FILE)} names no fer_model.",
         )
         return cls(**kwargs)
 

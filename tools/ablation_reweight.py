@@ -347,7 +347,6 @@ def run_ablation(
     from fsr_fer_tf import errors
     from fsr_fer_tf import evaluate
     from fsr_fer_tf.data import loader
-    from fsr_fer_tf.train import fer_loop
     from fsr_fer_tf.train import fsr_loop
     from fsr_fer_tf.train import loop
 
@@ -404,7 +403,7 @@ def run_ablation(
         "split": eval_split,
         "n_images": results["dataset"]["n_images"],
         "generator": generator,
-        "validation_split": fer_loop.validation_split(dataset),
+        "validation_split": loop.validation_split(dataset),
         "validation_scales": configs.list_text(cfg.scales),
         "eval_every": cfg.eval_every,
         "steps": {label: trained[label]["steps"] for label in trained},

@@ -70,10 +70,6 @@ def load_initial_weights(model, path):
     logging.info("Initial weights from %s", path)
 
 
-# Kept here too: callers of stage 1 have used fer_loop.validation_split.
-validation_split = loop.validation_split
-
-
 def _learning_rate(cfg, steps_per_epoch):
     schedule = cfg.learning_rate_schedule
     boundaries = [epoch * steps_per_epoch for epoch, _ in schedule[1:]]
@@ -280,21 +276,14 @@ class Stage1Run(loop.Run):
             strategy = distribute.make_strategy(cfg.distribution_strategy)
         distribute.check_batch_size(cfg.batch_size, strategy)
         self.strategy = strategy
-        data = loop.TrainingData(dataset, data_config, cfg.batch_size)
-        dataset = data.dataset
-        self.train_split, self.val_name, self.val_split = (
-            data.train,
-            data.val_name,
-            data.val,
-        )
-        self.steps_per_epoch = data.batches_per_epoch
-        self.total_steps = cfg.steps or cfg.epochs * self.steps_per_epoch
+        self.data = loop.TrainingData(dataset, data_config, cfg.batch_size)
+        self.total_steps = cfg.steps or cfg.epochs * self.data.batches_per_epoch
         params = {
             "model": dataclasses.asdict(model_config),
             "train": dataclasses.asdict(cfg),
             "data": dataclasses.asdict(data_config),
-            "validation_split": self.val_name,
-            "steps_per_epoch": self.steps_per_epoch,
+            "validation_split": self.data.val_name,
+            "steps_per_epoch": self.data.batches_per_epoch,
             "total_steps": self.total_steps,
         }
         self.run = loop.RunDirectory(
@@ -309,15 +298,15 @@ class Stage1Run(loop.Run):
         metadata = training_metadata(
             preset,
             data_config,
-            dataset,
-            self.train_split,
+            self.data.dataset,
+            self.data.train,
             cfg.train_scales,
             model_config.image_size,
         )
         if cfg.init_from:
             metadata["init_from"] = os.path.abspath(cfg.init_from)
         self.model, self.optimizer, self.steps = _build(
-            model_config, cfg, self.steps_per_epoch, metadata, strategy
+            model_config, cfg, self.data.batches_per_epoch, metadata, strategy
         )
         if cfg.init_from:
             # Before the restore: a resumed run's checkpoint overwrites these.
@@ -345,7 +334,7 @@ class Stage1Run(loop.Run):
             "Stage 1: %d steps (%d per epoch, batch %d over %d replica(s)), "
             "%s -> %s",
             self.total_steps,
-            self.steps_per_epoch,
+            self.data.batches_per_epoch,
             cfg.batch_size,
             distribute.num_replicas(strategy),
             "resuming at step %d" % self.current
@@ -372,9 +361,9 @@ class Stage1Run(loop.Run):
         from fsr_fer_tf import distribute
 
         cfg = self.cfg
-        epoch, offset = divmod(self.current, self.steps_per_epoch)
+        epoch, offset = divmod(self.current, self.data.batches_per_epoch)
         ds = pipeline.make_dataset(
-            self.train_split,
+            self.data.train,
             batch_size=cfg.batch_size,
             training=True,
             scales=cfg.train_scales,
@@ -434,9 +423,9 @@ class Stage1Run(loop.Run):
         then validation every `eval_every_epochs` epochs and at the end,
         then a checkpoint."""
         self.check_pending()  # before validating or saving this state
-        epoch_done = self.current % self.steps_per_epoch == 0
+        epoch_done = self.current % self.data.batches_per_epoch == 0
         if epoch_done or self.done():
-            epochs_done = self.current // self.steps_per_epoch
+            epochs_done = self.current // self.data.batches_per_epoch
             if self.done() or epochs_done % self.cfg.eval_every_epochs == 0:
                 self.validate()  # may update `best`: save after
             self.save()
@@ -448,7 +437,7 @@ class Stage1Run(loop.Run):
             return
         self.accuracies = run_validation(
             self.steps,
-            self.val_split,
+            self.data.val,
             self.cfg.val_scales,
             self.cfg.batch_size,
             self.val_writer,
@@ -456,13 +445,19 @@ class Stage1Run(loop.Run):
         )
         shown = ", ".join(f"{k} {v:.4f}" for k, v in self.accuracies.items())
         logging.info(
-            "Validation (%s) at step %d: %s", self.val_name, self.current, shown
+            "Validation (%s) at step %d: %s",
+            self.data.val_name,
+            self.current,
+            shown,
         )
         if self.best.update(
             self.accuracies[self.first_key],
             self.current,
             lambda: loop.export_keras(self.model, self.best_path),
-            {"validation_split": self.val_name, "accuracies": self.accuracies},
+            {
+                "validation_split": self.data.val_name,
+                "accuracies": self.accuracies,
+            },
         ):
             logging.info("New best model -> %s", self.best_path)
 

@@ -251,20 +251,14 @@ class Stage2Run(loop.Run):
             self.fer_model = load_fer_model(fer_model_path)
         check_fer_preset(self.fer_model, fer_model_path, preset)
         d = feature_size(self.fer_model)
-        data = loop.TrainingData(dataset, data_config, cfg.batch_size)
-        self.train_split, self.val_name, self.val_split = (
-            data.train,
-            data.val_name,
-            data.val,
-        )
-        self.batches_per_epoch = data.batches_per_epoch
+        self.data = loop.TrainingData(dataset, data_config, cfg.batch_size)
         params = {
             "fer_model": os.path.abspath(fer_model_path),
             "generator": dataclasses.asdict(gen_config),
             "critic": dataclasses.asdict(critic_config),
             "train": dataclasses.asdict(cfg),
             "data": dataclasses.asdict(data_config),
-            "validation_split": self.val_name,
+            "validation_split": self.data.val_name,
         }
         self.run = loop.RunDirectory(
             model_dir,
@@ -339,9 +333,9 @@ class Stage2Run(loop.Run):
         batches a straight run would."""
         from fsr_fer_tf import distribute
 
-        epoch, offset = divmod(self.consumed, self.batches_per_epoch)
+        epoch, offset = divmod(self.consumed, self.data.batches_per_epoch)
         ds = pipeline.make_dataset(
-            self.train_split,
+            self.data.train,
             batch_size=self.cfg.batch_size,
             training=True,
             scales=self.scales,
@@ -401,7 +395,7 @@ class Stage2Run(loop.Run):
         step = self.gan_done
         self.validation = run_validation(
             self.predict,
-            self.val_split,
+            self.data.val,
             self.scales,
             self.cfg.batch_size,
             self.cfg.eval_images,
@@ -417,7 +411,7 @@ class Stage2Run(loop.Run):
         logging.info(
             "Validation (%s) at GAN step %d: mean accuracy bicubic %.4f, "
             "fsr %.4f | fsr per scale: %s",
-            self.val_name,
+            self.data.val_name,
             step,
             mean["bicubic"],
             mean["fsr"],
@@ -430,7 +424,7 @@ class Stage2Run(loop.Run):
                 self.generator, self.paths["generator_best"]
             ),
             {
-                "validation_split": self.val_name,
+                "validation_split": self.data.val_name,
                 "accuracy": {k: r["accuracy"] for k, r in fsr.items()},
             },
         ):

@@ -388,20 +388,14 @@ class ISRRun(loop.Run):
         self.out_size = (
             eval_lib.input_size(self.fer_model) if self.fer_model else 100
         )
-        data = loop.TrainingData(dataset, data_config, cfg.batch_size)
-        self.train_split, self.val_name, self.val_split = (
-            data.train,
-            data.val_name,
-            data.val,
-        )
-        self.batches_per_epoch = data.batches_per_epoch
+        self.data = loop.TrainingData(dataset, data_config, cfg.batch_size)
         params = {
             "model": model_kind,
             "isr": dataclasses.asdict(model_config),
             "train": dataclasses.asdict(cfg),
             "data": dataclasses.asdict(data_config),
             "fer_model": fer_model_path and str(fer_model_path),
-            "validation_split": self.val_name,
+            "validation_split": self.data.val_name,
         }
         self.run = loop.RunDirectory(
             model_dir,
@@ -470,9 +464,9 @@ class ISRRun(loop.Run):
         """The rest of the current epoch's batches (the order depends only
         on the seed and the epoch)."""
         cfg = self.cfg
-        epoch, offset = divmod(self.done_steps, self.batches_per_epoch)
+        epoch, offset = divmod(self.done_steps, self.data.batches_per_epoch)
         return pipeline.make_dataset(
-            self.train_split,
+            self.data.train,
             batch_size=cfg.batch_size,
             training=True,
             scales=self.scales,
@@ -515,7 +509,7 @@ class ISRRun(loop.Run):
         self.validation = run_validation(
             model,
             self.fer_model,
-            self.val_split,
+            self.data.val,
             self.scales,
             self.cfg.batch_size,
             self.cfg.eval_images,
@@ -527,7 +521,7 @@ class ISRRun(loop.Run):
         logging.info(
             "Validation (%s) at step %d: mean PSNR SR %.2f dB, bicubic %.2f "
             "dB | SR per scale: %s",
-            self.val_name,
+            self.data.val_name,
             step,
             mean_psnr,
             float(np.mean([bicubic[k]["psnr"] for k in sr])),
@@ -543,14 +537,14 @@ class ISRRun(loop.Run):
             self.val_writer,
             step,
             "sr_faces",
-            sr_grid(model, self.val_split, self.scales),
+            sr_grid(model, self.data.val, self.scales),
         )
         if self.best.update(
             mean_psnr,
             step,
             lambda: loop.export_keras(model, self.paths["isr_best"]),
             {
-                "validation_split": self.val_name,
+                "validation_split": self.data.val_name,
                 "psnr": {k: r["psnr"] for k, r in sr.items()},
             },
         ):

@@ -40,6 +40,7 @@ from fsr_fer_tf import benchmark  # noqa: E402
 from fsr_fer_tf.configs import COVPOOL_PRESETS  # noqa: E402
 from fsr_fer_tf.configs import FER_TRAIN_PRESETS  # noqa: E402
 from fsr_fer_tf.models.covpool import build_covpoolfer  # noqa: E402
+from fsr_fer_tf.train import loop  # noqa: E402
 from fsr_fer_tf.train.fer_steps import ClassifierSteps  # noqa: E402
 
 RAFDB_TRAIN_IMAGES = 12271
@@ -66,16 +67,11 @@ def make_steps(preset, mixed_precision=False, fused_batch_norm=None):
         model_config = dataclasses.replace(
             model_config, fused_batch_norm=fused_batch_norm
         )
-    policy = keras.config.dtype_policy()
-    if mixed_precision:
-        keras.config.set_dtype_policy("mixed_float16")
-    try:
+    with loop.dtype_policy(mixed_precision):
         model = build_covpoolfer(model_config)
         optimizer = keras.optimizers.Adam(1e-3, epsilon=cfg.adam_epsilon)
         if mixed_precision:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    finally:
-        keras.config.set_dtype_policy(policy)
     optimizer.build(model.trainable_variables)
     steps = ClassifierSteps(
         model,

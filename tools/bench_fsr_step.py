@@ -44,6 +44,7 @@ from fsr_fer_tf.configs import CRITIC_PRESETS  # noqa: E402
 from fsr_fer_tf.configs import GENERATOR_PRESETS  # noqa: E402
 from fsr_fer_tf.models.critic import VGGCritic  # noqa: E402
 from fsr_fer_tf.models.generator import RRDBGenerator  # noqa: E402
+from fsr_fer_tf.train import loop  # noqa: E402
 from fsr_fer_tf.train.steps import FSRSteps  # noqa: E402
 
 PRESETS = flags.DEFINE_list(
@@ -114,14 +115,9 @@ def timed(fn, *args):
 
 def make_models(preset, d, mixed_precision=False):
     """(generator, critic) of a preset at feature size d."""
-    policy = keras.config.dtype_policy()
-    if mixed_precision:
-        keras.config.set_dtype_policy("mixed_float16")
-    try:
+    with loop.dtype_policy(mixed_precision):
         generator = RRDBGenerator(GENERATOR_PRESETS[preset])
         critic = VGGCritic(CRITIC_PRESETS[preset], input_size=d)
-    finally:
-        keras.config.set_dtype_policy(policy)
     return generator, critic
 
 

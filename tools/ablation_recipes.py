@@ -21,8 +21,9 @@ Rows (every one on the very same faces of `--eval_split`, x1..x8):
 - one row per variant (`VARIANTS`; `--variants` picks some), and for the
   `paper` run the generators of `--snapshot_steps` (training length);
 - `routed`: for each G row and for `multiscale`, the HR model below a
-  scale threshold and that row from it on, with the threshold that maximises the mean over x1..x8
-  (chosen on this split, as predict chooses it).
+  scale threshold and that row from it on, with the threshold that
+  maximises the mean over x1..x8 (chosen on this split, as predict
+  chooses it).
 
 Each cell is total accuracy (%) with the bootstrap std over faces (the same
 resampled faces for every row), and the mean over x2..x8. Variants marked
@@ -32,7 +33,14 @@ printed for every row: >= bicubic + 3 at each of x4..x8, >= bicubic - 0.5 at
 x2 and x3, and >= multiscale at each of x4..x8.
 
 Writes MODEL_DIR/<variant>/ (train_fsr runs; rerunning resumes them),
-MODEL_DIR/recipes.md, recipes.json and recipes.png.
+MODEL_DIR/recipes.md, recipes.json and recipes.png. Each variant is
+evaluated as soon as it is trained, its per-face results kept in
+MODEL_DIR/<variant>/evaluated_<split>.npz, and the table rewritten: it holds
+every variant of MODEL_DIR evaluated with the same settings, whether or not
+this call's `--variants` names it. So the variants can be trained a few at a
+time (a killed call loses at most the variant it was on), and a rerun trains
+and evaluates only what is missing (a variant whose settings or backbone
+changed is trained on and evaluated again).
 """
 
 import collections
@@ -50,6 +58,8 @@ DEFAULT_MODEL_DIR = "checkpoints/ablation_recipes"
 GAIN_AT_LOW_RES = 3.0  # >= bicubic + 3 at each of x4..x8
 LOSS_AT_X2_X3 = 0.5  # >= bicubic - 0.5 at x2 and x3
 CE_WEIGHT = 50.0
+# The row of each backbone without G.
+BASE_ROWS = {"hr": "bicubic", "ms": "multiscale"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,6 +343,67 @@ def figure(table):
     return fig
 
 
+# === Evaluated rows kept between calls ===
+
+
+def file_signature(path):
+    """[absolute path, size, mtime in ns]: a file unchanged since."""
+    stat = os.stat(path)
+    return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
+
+
+def evaluated_path(folder, split, limit):
+    """Where the rows evaluated on `split` (`limit` faces) are kept."""
+    suffix = f"_limit{limit}" if limit else ""
+    return os.path.join(folder, f"evaluated_{split}{suffix}.npz")
+
+
+def _plain(meta):
+    """`meta` as JSON gives it back (tuples become lists)."""
+    return json.loads(json.dumps(meta))
+
+
+def save_rows(path, meta, correct):
+    """Writes {row: {key: bool [N]}} and the settings they came from.
+
+    Args:
+        path: the .npz file (written whole, then moved into place).
+        meta: JSON-serialisable settings (split, files, configs...) that
+            `load_rows` must see again for the rows to be reused.
+        correct: {row: {scale key: bool [N]}}.
+    """
+    arrays = {
+        f"{row}|{key}": np.asarray(hits, bool)
+        for row, per_scale in correct.items()
+        for key, hits in per_scale.items()
+    }
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, meta=np.array(json.dumps(_plain(meta))), **arrays)
+    os.replace(tmp, path)
+
+
+def load_rows(path, meta):
+    """The rows `save_rows` wrote with these very settings, or None.
+
+    None when the file is missing, unreadable, or was written with other
+    settings (another split, backbone file, variant config...).
+    """
+    if not os.path.isfile(path):
+        return None
+    try:
+        with np.load(path) as data:
+            if json.loads(str(data["meta"])) != _plain(meta):
+                return None
+            correct = collections.defaultdict(dict)
+            for name in data.files:
+                if name != "meta":
+                    row, key = name.split("|")
+                    correct[row][key] = data[name]
+    except (OSError, ValueError, KeyError):
+        return None
+    return dict(correct)
+
+
 # === Training and evaluation (TensorFlow) ===
 
 
@@ -341,13 +412,13 @@ def collect_correct(split, backbones, generators, batch_size, limit=0):
 
     Args:
         split: the evaluation split.
-        backbones: {"hr": CovPoolFER, "ms": CovPoolFER or absent}.
+        backbones: {"hr": CovPoolFER, "ms": CovPoolFER}, either or both.
         generators: {row name: (backbone key, generator model)}.
         batch_size: faces per batch.
         limit: a fixed stratified subset of this many faces (0: all).
 
     Returns:
-        ({row: {scale key: bool [N]}}, N): rows "bicubic" (hr),
+        ({row: {scale key: bool [N]}}, N): rows "bicubic" (hr, if given),
         "multiscale" (ms, if given) and every generator's.
     """
     import tensorflow as tf
@@ -356,7 +427,7 @@ def collect_correct(split, backbones, generators, batch_size, limit=0):
     from fsr_fer_tf.models import covpool
 
     parts = {k: covpool.covpoolfer_parts(m) for k, m in backbones.items()}
-    base_rows = {"hr": "bicubic", "ms": "multiscale"}
+    base_rows = BASE_ROWS
 
     @tf.function(reduce_retracing=True)
     def classify(lr):
@@ -371,7 +442,7 @@ def collect_correct(split, backbones, generators, batch_size, limit=0):
                 out[name] = head(tf.cast(f_sr, f_lr.dtype), training=False)[1]
         return out
 
-    image_size = eval_lib.input_size(backbones["hr"])
+    image_size = eval_lib.input_size(next(iter(backbones.values())))
     collected = eval_lib.collect(
         split,
         SCALES,
@@ -475,7 +546,11 @@ def run_ablation(
     bootstrap=1000,
     configs_of=None,
 ):
-    """Trains the variants, evaluates every row, writes the table.
+    """Trains the variants, evaluates each, writes the table after each.
+
+    The table holds the backbones' rows and every variant of `model_dir`
+    evaluated with these settings (`load_rows`), named in `variants` or
+    not; a variant already trained and evaluated so is not touched.
 
     Args:
         fer_model_path: the HR-trained stage-1 .keras file.
@@ -484,7 +559,8 @@ def run_ablation(
         preset: the stage-2 preset of every run.
         data_config: `configs.DataConfig`.
         model_dir: the ablation folder.
-        resume: continue runs that have a checkpoint.
+        resume: continue runs that have a checkpoint, and keep variants
+            already evaluated (False: train and evaluate each again).
         eval_split: split of the evaluation ("val": never the test split
             while choosing recipes).
         eval_batch_size: faces per evaluation batch.
@@ -514,13 +590,119 @@ def run_ablation(
     dataset = loader.load_dataset(data_config)
     split = dataset.split(eval_split)
     model_dir = os.path.abspath(model_dir)
-
+    os.makedirs(model_dir, exist_ok=True)
     if configs_of is None:
         configs_of = functools.partial(variant_configs, preset=preset)
-    generators, rows, steps = {}, [], None
-    for variant in variants:
+    settings = {
+        "dataset": dataset.where,
+        "split": eval_split,
+        "limit": eval_limit,
+    }
+
+    def evaluate(backbone_keys, generators):
+        return collect_correct(
+            split,
+            {k: backbones[k] for k in backbone_keys},
+            generators,
+            eval_batch_size,
+            eval_limit,
+        )[0]
+
+    def cache_of(variant):
+        """(its evaluated-rows file, the settings they must come from)."""
         gen, critic, cfg = configs_of(variant)
-        steps = cfg.steps
+        meta = dict(
+            settings,
+            backbone=file_signature(backbone_paths[variant.backbone]),
+            configs={
+                "generator": dataclasses.asdict(gen),
+                "critic": dataclasses.asdict(critic),
+                "train": dataclasses.asdict(cfg),
+            },
+        )
+        folder = os.path.join(model_dir, variant.name)
+        return evaluated_path(folder, eval_split, eval_limit), meta
+
+    base_file = evaluated_path(model_dir, eval_split, eval_limit)
+    base_meta = dict(
+        settings,
+        backbones={k: file_signature(p) for k, p in backbone_paths.items()},
+    )
+    base = load_rows(base_file, base_meta)
+    if base is None:
+        logging.info("=== Recipe ablation: the backbones without G ===")
+        base = evaluate(backbones, {})
+        save_rows(base_file, base_meta, base)
+
+    left_out = set()
+
+    def write_table():
+        """The table of every variant evaluated with these settings."""
+        correct, rows, shown = dict(base), [], []
+        for variant in VARIANTS:
+            if variant.backbone not in backbones:
+                continue
+            path, meta = cache_of(variant)
+            found = load_rows(path, meta)
+            if found is None:
+                if os.path.isfile(path) and variant.name not in left_out:
+                    left_out.add(variant.name)
+                    logging.warning(
+                        "%s was evaluated with other settings or another "
+                        "backbone: not in this table (name it in "
+                        "--variants to train and evaluate it with these).",
+                        path,
+                    )
+                continue
+            shown.append(variant)
+            correct.update(found)
+            rows.append((variant.name, variant.label, variant.beyond_paper))
+            snaps = sorted(
+                (n for n in found if n != variant.name),
+                key=lambda n: int(n.split("@")[1]),
+            )
+            for name in snaps:
+                label = f"{variant.label}, {name.split('@')[1]} steps"
+                rows.append((name, label, variant.beyond_paper))
+        context = dict(
+            settings,
+            preset=preset,
+            steps=configs_of(shown[0])[2].steps if shown else None,
+            fer_model=os.path.abspath(fer_model_path),
+            ms_fer_model=(
+                os.path.abspath(ms_fer_model_path)
+                if ms_fer_model_path
+                else None
+            ),
+            runs={v.name: os.path.join(model_dir, v.name) for v in shown},
+            variants={v.name: dataclasses.asdict(v) for v in shown},
+        )
+        table = build_table(correct, rows, context, bootstrap)
+        with open(os.path.join(model_dir, "recipes.json"), "w") as f:
+            json.dump(table, f, indent=2)
+        with open(os.path.join(model_dir, "recipes.md"), "w") as f:
+            f.write(table_markdown(table))
+        with open(os.path.join(model_dir, "recipes.png"), "wb") as f:
+            f.write(plots.figure_to_png(figure(table)))
+        logging.info(
+            "Table of %d variant(s) -> %s",
+            len(shown),
+            os.path.join(model_dir, "recipes.md"),
+        )
+        return table
+
+    table = None
+    for variant in variants:
+        path, meta = cache_of(variant)
+        if resume and load_rows(path, meta) is not None:
+            logging.info(
+                "=== Recipe ablation: %s: trained and evaluated before "
+                "with these settings (%s) ===",
+                variant.label,
+                path,
+            )
+            continue
+        gen, critic, cfg = configs_of(variant)
         logging.info("=== Recipe ablation: %s ===", variant.label)
         result = fsr_loop.train_fsr(
             backbone_paths[variant.backbone],
@@ -534,50 +716,37 @@ def run_ablation(
             preset=preset,
         )
         d = fsr_loop.feature_size(backbones[variant.backbone])
-        generators[variant.name] = (
-            variant.backbone,
-            eval_lib.load_generator(result["generator"], d),
-        )
-        rows.append((variant.name, variant.label, variant.beyond_paper))
+        generators = {
+            variant.name: (
+                variant.backbone,
+                eval_lib.load_generator(result["generator"], d),
+            )
+        }
         for snap in sorted(cfg.snapshot_steps):
-            path = fsr_loop.snapshot_path(result["model_dir"], snap)
-            if snap < cfg.steps and os.path.isfile(path):
-                name = f"{variant.name}@{snap}"
-                generators[name] = (
+            snap_path = fsr_loop.snapshot_path(result["model_dir"], snap)
+            if snap < cfg.steps and os.path.isfile(snap_path):
+                generators[f"{variant.name}@{snap}"] = (
                     variant.backbone,
-                    keras.models.load_model(path, compile=False),
+                    keras.models.load_model(snap_path, compile=False),
                 )
-                rows.append(
-                    (
-                        name,
-                        f"{variant.label}, {snap} steps",
-                        variant.beyond_paper,
-                    )
-                )
-    correct, n = collect_correct(
-        split, backbones, generators, eval_batch_size, eval_limit
-    )
-    context = {
-        "dataset": dataset.where,
-        "split": eval_split,
-        "preset": preset,
-        "steps": steps,
-        "fer_model": os.path.abspath(fer_model_path),
-        "ms_fer_model": (
-            os.path.abspath(ms_fer_model_path) if ms_fer_model_path else None
-        ),
-        "runs": {v.name: os.path.join(model_dir, v.name) for v in variants},
-        "variants": {v.name: dataclasses.asdict(v) for v in variants},
-    }
-    table = build_table(correct, rows, context, bootstrap)
-    os.makedirs(model_dir, exist_ok=True)
-    with open(os.path.join(model_dir, "recipes.json"), "w") as f:
-        json.dump(table, f, indent=2)
-    with open(os.path.join(model_dir, "recipes.md"), "w") as f:
-        f.write(table_markdown(table))
-    with open(os.path.join(model_dir, "recipes.png"), "wb") as f:
-        f.write(plots.figure_to_png(figure(table)))
-    return table
+        logging.info("=== Recipe ablation: evaluating %s ===", variant.label)
+        correct = evaluate([variant.backbone], generators)
+        base_row = BASE_ROWS[variant.backbone]
+        if any(
+            not np.array_equal(hits, base[base_row][key])
+            for key, hits in correct[base_row].items()
+        ):
+            logging.warning(
+                "The %s row came out differently in %s's evaluation than "
+                "in the baselines' (%s): the evaluation is not "
+                "deterministic here; the table keeps the baselines'.",
+                base_row,
+                variant.name,
+                base_file,
+            )
+        save_rows(path, meta, {name: correct[name] for name in generators})
+        table = write_table()
+    return table if table is not None else write_table()
 
 
 # === Command line ===
@@ -601,8 +770,10 @@ def define_flags():
     flags.DEFINE_list(
         "variants",
         ["all"],
-        f"Stage-2 variants to train and compare: {', '.join(VARIANT_NAMES)} "
-        "or 'all' (the ms_* ones need --ms_fer_model).",
+        f"Stage-2 variants to train and evaluate: {', '.join(VARIANT_NAMES)} "
+        "or 'all' (the ms_* ones need --ms_fer_model). The table also "
+        "keeps the variants of --model_dir evaluated before with the same "
+        "settings.",
     )
     flags.DEFINE_string(
         "eval_split",

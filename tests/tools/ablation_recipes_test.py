@@ -160,6 +160,34 @@ def test_build_table_and_markdown(tool):
     json.dumps(table)  # serialisable as written
 
 
+def test_evaluated_rows_are_kept_only_for_the_same_settings(tool, tmp_path):
+    rng = np.random.default_rng(5)
+    correct = {
+        "paper": {k: rng.random(7) < 0.5 for k in KEYS},
+        "paper@400": {k: rng.random(7) < 0.5 for k in KEYS[1:]},
+    }
+    meta = {"split": "val", "limit": 0, "configs": {"scales": (2, 3)}}
+    path = tool.evaluated_path(str(tmp_path), "val", 0)
+    assert path.endswith("evaluated_val.npz")
+    assert tool.evaluated_path("d", "val", 700).endswith("_limit700.npz")
+    assert tool.load_rows(path, meta) is None  # nothing yet
+    tool.save_rows(path, meta, correct)
+    back = tool.load_rows(path, {**meta, "configs": {"scales": [2, 3]}})
+    assert sorted(back) == ["paper", "paper@400"]
+    assert sorted(back["paper@400"]) == KEYS[1:]
+    for row, per_scale in correct.items():
+        for key, hits in per_scale.items():
+            assert back[row][key].dtype == bool
+            np.testing.assert_array_equal(back[row][key], hits)
+    assert tool.load_rows(path, {**meta, "split": "test"}) is None
+    assert tool.load_rows(path, {**meta, "configs": {"scales": [2]}}) is None
+    with open(path, "wb") as f:
+        f.write(b"not an npz")
+    assert tool.load_rows(path, meta) is None
+    sig = tool.file_signature(path)
+    assert sig[0] == os.path.abspath(path) and sig[1] == len(b"not an npz")
+
+
 def test_bad_flags_are_one_line(tool, parse):
     argv = parse(["--variants=paper"])
     with pytest.raises(errors.ConfigError, match="--fer_model is required"):
@@ -173,12 +201,10 @@ def test_bad_flags_are_one_line(tool, parse):
 def test_end_to_end_on_tiny_run(tool, parse, tiny_run, tmp_path):
     model_dir = str(tmp_path / "recipes")
     fer = tiny_run["fer"]["final"]
-    argv = parse(
-        [
+    args = [
             f"--fer_model={fer}",
             f"--ms_fer_model={fer}",  # a stand-in: plumbing, not skill
             f"--model_dir={model_dir}",
-            "--variants=paper,ms_ce",
             "--eval_split=test",
             "--eval_batch_size=32",
             "--bootstrap=20",
@@ -190,14 +216,14 @@ def test_end_to_end_on_tiny_run(tool, parse, tiny_run, tmp_path):
             "--d_dense_units=8",
             "--batch_size=8",
             "--steps=3",
+            "--pretrain_steps=2",  # else `released` pre-trains 40k steps
             "--snapshot_steps=2",
             "--eval_every=3",
             "--scales=2,4",
             "--synthetic_train=8",
             "--synthetic_test=3",
-        ]
-    )
-    tool.main(argv)
+    ]  # fmt: skip
+    tool.main(parse(args + ["--variants=paper,ms_ce"]))
     with open(os.path.join(model_dir, "recipes.json")) as f:
         table = json.load(f)
     rows = table["rows"]
@@ -221,3 +247,20 @@ def test_end_to_end_on_tiny_run(tool, parse, tiny_run, tmp_path):
     assert cfg["ce_weight"] == tool.CE_WEIGHT and cfg["steps"] == 3
     assert os.path.isfile(os.path.join(model_dir, "recipes.png"))
     assert os.path.isfile(os.path.join(model_dir, "recipes.md"))
+
+    # A second call for another variant: the first call's variants stay in
+    # the table, as they were, without being trained or evaluated again.
+    flags.FLAGS.unparse_flags()
+    paper_g = os.path.join(model_dir, "paper", "generator.keras")
+    before = tool.file_signature(paper_g)
+    tool.main(parse(args + ["--variants=released"]))
+    with open(os.path.join(model_dir, "recipes.json")) as f:
+        again = json.load(f)
+    assert list(again["rows"])[:5] == [
+        "bicubic", "multiscale", "paper", "paper@2", "released",
+    ]  # fmt: skip
+    assert "ms_ce" in again["rows"]
+    for name in ("bicubic", "paper", "paper@2", "ms_ce"):
+        assert again["rows"][name]["accuracy"] == rows[name]["accuracy"]
+    assert tool.file_signature(paper_g) == before  # not retrained
+    assert sorted(again["context"]["runs"]) == ["ms_ce", "paper", "released"]

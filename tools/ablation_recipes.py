@@ -58,6 +58,8 @@ DEFAULT_MODEL_DIR = "checkpoints/ablation_recipes"
 GAIN_AT_LOW_RES = 3.0  # >= bicubic + 3 at each of x4..x8
 LOSS_AT_X2_X3 = 0.5  # >= bicubic - 0.5 at x2 and x3
 CE_WEIGHT = 50.0
+# Every row's x2..x8 mean is also given as a difference from this one's.
+REFERENCE_ROW = "paper"
 # The row of each backbone without G.
 BASE_ROWS = {"hr": "bicubic", "ms": "multiscale"}
 
@@ -222,6 +224,39 @@ def row_statistics(correct, draws):
     return stats
 
 
+def paired_difference(correct, reference, draws):
+    """Row minus reference on the x2..x8 mean, with its paired std.
+
+    Both rows are scored on the same faces, so the noise of their
+    difference is that of the faces each gets right and the other wrong,
+    much below either row's own std: each bootstrap resample draws the
+    same faces for both rows.
+
+    Args:
+        correct, reference: {scale key: bool [N]} of two rows, same faces.
+        draws: `bootstrap_indices(N, ...)`.
+
+    Returns:
+        (difference in points, its bootstrap std), or None when the rows
+        share no x2..x8 key.
+    """
+    keys = [
+        f"x{s}"
+        for s in MEAN_SCALES
+        if f"x{s}" in correct and f"x{s}" in reference
+    ]
+    if not keys:
+        return None
+    diff = np.stack(
+        [
+            np.asarray(correct[k], np.float64)
+            - np.asarray(reference[k], np.float64)
+            for k in keys
+        ]
+    ).mean(axis=0)
+    return 100.0 * float(diff.mean()), 100.0 * float(diff[draws].mean(1).std())
+
+
 def routed(hr_correct, g_correct):
     """The HR route below a threshold, G from it on, best mean over x1..x8.
 
@@ -290,8 +325,18 @@ def table_markdown(table):
         f"{GAIN_AT_LOW_RES:g} at each of x4..x8, >= bicubic - "
         f"{LOSS_AT_X2_X3:g} at x2 and x3, >= multiscale at each of x4..x8.",
         "",
-        "| row | " + " | ".join(keys) + " | mean | accept |",
-        "|---|" + "---|" * (len(keys) + 2),
+    ]
+    paired = any("vs_paper" in row for row in table["rows"].values())
+    if paired:
+        lines[-2] += (
+            " 'vs paper': the row's mean minus the `paper` row's, +- the "
+            "paired bootstrap std of that difference (both rows on the "
+            "same resampled faces)."
+        )
+    extra = ["vs paper"] if paired else []
+    lines += [
+        "| row | " + " | ".join(keys + ["mean"] + extra) + " | accept |",
+        "|---|" + "---|" * (len(keys) + 2 + len(extra)),
     ]
     for name, row in table["rows"].items():
         cells = [
@@ -304,6 +349,11 @@ def table_markdown(table):
         cells.append(
             "-" if mean is None else f"{mean:.2f} ±{row['mean_std']:.1f}"
         )
+        if paired:
+            vs = row.get("vs_paper")
+            cells.append(
+                "-" if vs is None else f"{vs['mean']:+.2f} ±{vs['std']:.2f}"
+            )
         check = row.get("acceptance")
         cells.append(
             "-" if check is None else ("yes" if check["passed"] else "no")
@@ -476,6 +526,7 @@ def build_table(correct, rows, context, bootstrap=1000, seed=0):
     n = len(next(iter(correct["bicubic"].values())))
     draws = bootstrap_indices(n, bootstrap, seed)
     table_rows = collections.OrderedDict()
+    reference = correct.get(REFERENCE_ROW)
 
     def add(name, label, beyond, hits, **extra):
         table_rows[name] = dict(
@@ -484,6 +535,12 @@ def build_table(correct, rows, context, bootstrap=1000, seed=0):
             **row_statistics(hits, draws),
             **extra,
         )
+        if reference is not None and name != REFERENCE_ROW:
+            paired = paired_difference(hits, reference, draws)
+            if paired is not None:
+                table_rows[name]["vs_paper"] = dict(
+                    zip(("mean", "std"), paired)
+                )
 
     add(
         "bicubic",

@@ -50,6 +50,26 @@ def test_row_statistics_against_binomial_std(tool):
     assert stats["mean_std"] == pytest.approx(cells / np.sqrt(7), rel=0.2)
 
 
+def test_paired_difference_against_direct_resampling(tool):
+    rng = np.random.default_rng(2)
+    n = 3000
+    ref = {k: rng.random(n) < 0.5 for k in KEYS}
+    # The row: the reference with 4% of the faces flipped at each scale.
+    row = {k: np.where(rng.random(n) < 0.04, ~v, v) for k, v in ref.items()}
+    draws = tool.bootstrap_indices(n, 500, seed=4)
+    diff, std = tool.paired_difference(row, ref, draws)
+    keys = [f"x{s}" for s in range(2, 9)]
+    per_face = np.mean([row[k].astype(float) - ref[k] for k in keys], 0)
+    assert diff == pytest.approx(100 * per_face.mean())
+    direct = [100 * per_face[d].mean() for d in draws]
+    assert std == pytest.approx(np.std(direct))
+    # Far below the rows' own std, which does not cancel the shared faces.
+    own = tool.row_statistics(row, draws)["mean_std"]
+    assert std < own / 2
+    assert tool.paired_difference(ref, ref, draws) == (0.0, 0.0)
+    assert tool.paired_difference({"x1": ref["x1"]}, ref, draws) is None
+
+
 def test_routed_picks_the_best_threshold(tool):
     ones, zeros = np.ones(10, bool), np.zeros(10, bool)
     hr = {k: ones if int(k[1:]) <= 3 else zeros for k in KEYS}
@@ -148,6 +168,14 @@ def test_build_table_and_markdown(tool):
     assert table["context"]["n_images"] == n
     md = tool.table_markdown(table)
     assert md.count("\n| ") == 6  # header + 5 rows
+    assert "vs_paper" not in rows["paper"]
+    assert "| vs paper |" in md and "paired bootstrap std" in md
+    for name in ("bicubic", "routed_paper"):
+        assert rows[name]["vs_paper"]["mean"] == pytest.approx(
+            rows[name]["mean"] - rows["paper"]["mean"]
+        )
+        assert rows[name]["vs_paper"]["std"] < rows[name]["mean_std"] * 2
+    assert rows["bicubic"]["vs_paper"]["std"] > 0
     # Routing to the multi-scale model at every scale from its threshold on.
     t = rows["routed_multiscale"]["threshold"]
     for k in KEYS:

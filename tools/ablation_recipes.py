@@ -312,9 +312,8 @@ def table_markdown(table):
     """The ablation table in Markdown (accuracy % +- bootstrap std)."""
     ctx = table["context"]
     keys = [f"x{s}" for s in table["scales"]]
-    lines = [
-        "## Stage-2 recipes on the same faces",
-        "",
+    paired = any("vs_paper" in row for row in table["rows"].values())
+    about = (
         f"Total accuracy (%) on {ctx['dataset']} / {ctx['split']} "
         f"({ctx['n_images']} faces), each cell +- the bootstrap std over "
         f"faces ({ctx['bootstrap']} resamples, the same for every row); "
@@ -323,20 +322,22 @@ def table_markdown(table):
         "name says otherwise. *beyond* marks rows that are in neither the "
         "paper nor its released code. Accept: >= bicubic + "
         f"{GAIN_AT_LOW_RES:g} at each of x4..x8, >= bicubic - "
-        f"{LOSS_AT_X2_X3:g} at x2 and x3, >= multiscale at each of x4..x8.",
-        "",
-    ]
-    paired = any("vs_paper" in row for row in table["rows"].values())
+        f"{LOSS_AT_X2_X3:g} at x2 and x3, >= multiscale at each of x4..x8."
+    )
     if paired:
-        lines[-2] += (
+        about += (
             " 'vs paper': the row's mean minus the `paper` row's, +- the "
             "paired bootstrap std of that difference (both rows on the "
             "same resampled faces)."
         )
-    extra = ["vs paper"] if paired else []
-    lines += [
-        "| row | " + " | ".join(keys + ["mean"] + extra) + " | accept |",
-        "|---|" + "---|" * (len(keys) + 2 + len(extra)),
+    columns = keys + ["mean"] + (["vs paper"] if paired else []) + ["accept"]
+    lines = [
+        "## Stage-2 recipes on the same faces",
+        "",
+        about,
+        "",
+        "| row | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
     ]
     for name, row in table["rows"].items():
         cells = [
@@ -477,14 +478,13 @@ def collect_correct(split, backbones, generators, batch_size, limit=0):
     from fsr_fer_tf.models import covpool
 
     parts = {k: covpool.covpoolfer_parts(m) for k, m in backbones.items()}
-    base_rows = BASE_ROWS
 
     @tf.function(reduce_retracing=True)
     def classify(lr):
         out = {}
         for key, (features, spd, head) in parts.items():
             f_lr = spd(features(lr, training=False), training=False)
-            out[base_rows[key]] = head(f_lr, training=False)[1]
+            out[BASE_ROWS[key]] = head(f_lr, training=False)[1]
             for name, (backbone, generator) in generators.items():
                 if backbone != key:
                     continue
@@ -666,8 +666,9 @@ def run_ablation(
         )[0]
 
     def cache_of(variant):
-        """(its evaluated-rows file, the settings they must come from)."""
-        gen, critic, cfg = configs_of(variant)
+        """(its evaluated-rows file, the settings they must come from,
+        its (generator, critic, train) configs)."""
+        gen, critic, cfg = configs = configs_of(variant)
         meta = dict(
             settings,
             backbone=file_signature(backbone_paths[variant.backbone]),
@@ -678,7 +679,7 @@ def run_ablation(
             },
         )
         folder = os.path.join(model_dir, variant.name)
-        return evaluated_path(folder, eval_split, eval_limit), meta
+        return evaluated_path(folder, eval_split, eval_limit), meta, configs
 
     base_file = evaluated_path(model_dir, eval_split, eval_limit)
     base_meta = dict(
@@ -688,18 +689,18 @@ def run_ablation(
     base = load_rows(base_file, base_meta)
     if base is None:
         logging.info("=== Recipe ablation: the backbones without G ===")
-        base = evaluate(backbones, {})
+        base = evaluate(list(backbones), {})
         save_rows(base_file, base_meta, base)
 
     left_out = set()
 
     def write_table():
         """The table of every variant evaluated with these settings."""
-        correct, rows, shown = dict(base), [], []
+        correct, rows, shown, steps = dict(base), [], [], None
         for variant in VARIANTS:
             if variant.backbone not in backbones:
                 continue
-            path, meta = cache_of(variant)
+            path, meta, configs = cache_of(variant)
             found = load_rows(path, meta)
             if found is None:
                 if os.path.isfile(path) and variant.name not in left_out:
@@ -712,6 +713,7 @@ def run_ablation(
                     )
                 continue
             shown.append(variant)
+            steps = steps or configs[2].steps
             correct.update(found)
             rows.append((variant.name, variant.label, variant.beyond_paper))
             snaps = sorted(
@@ -724,7 +726,7 @@ def run_ablation(
         context = dict(
             settings,
             preset=preset,
-            steps=configs_of(shown[0])[2].steps if shown else None,
+            steps=steps,
             fer_model=os.path.abspath(fer_model_path),
             ms_fer_model=(
                 os.path.abspath(ms_fer_model_path)
@@ -750,7 +752,7 @@ def run_ablation(
 
     table = None
     for variant in variants:
-        path, meta = cache_of(variant)
+        path, meta, (gen, critic, cfg) = cache_of(variant)
         if resume and load_rows(path, meta) is not None:
             logging.info(
                 "=== Recipe ablation: %s: trained and evaluated before "
@@ -759,7 +761,6 @@ def run_ablation(
                 path,
             )
             continue
-        gen, critic, cfg = configs_of(variant)
         logging.info("=== Recipe ablation: %s ===", variant.label)
         result = fsr_loop.train_fsr(
             backbone_paths[variant.backbone],

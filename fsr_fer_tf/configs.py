@@ -394,6 +394,26 @@ FER_TRAIN_PRESETS = {
 }
 
 
+# Beyond the paper: the multi-scale CovPoolFER of the shipped recognizer's
+# low-resolution route (checkpoints/fer2013/fer_fsr.keras), the stage-1 HR
+# model fine-tuned on x1..x8 with these settings over its preset
+# (`multiscale_finetune_config`). fer2013: its MODEL_CARD's command; demo:
+# the same shape at the demo's size (stage 1 ends at 1e-3).
+MULTISCALE_FINETUNE = {
+    "demo": dict(
+        epochs=2,
+        learning_rate_schedule=((0, 0.001),),
+        eval_every_epochs=2,
+    ),
+    "fer2013": dict(
+        epochs=3,
+        learning_rate_schedule=((0, 0.001), (1, 0.0003), (2, 0.0001)),
+        eval_every_epochs=1,
+    ),
+}
+MULTISCALE_TRAIN_SCALES = (1, 2, 3, 4, 5, 6, 7, 8)
+
+
 @dataclasses.dataclass
 class FSRTrainConfig(_TypedLists):
     """Stage-2 training: the feature-SR GAN (paper section 3.4).
@@ -762,6 +782,36 @@ def data_config_from_params(data):
     ):
         config = dataclasses.replace(config, data_dir=None)
     return config
+
+
+def multiscale_finetune_config(preset_name, init_from):
+    """The FERTrainConfig that fine-tunes `init_from` on x1..x8.
+
+    The stage-1 preset, then `MULTISCALE_FINETUNE[preset_name]` over it,
+    with `train_scales` x1..x8 and `init_from` (the HR model's .keras).
+    """
+    return replace(
+        preset(FER_TRAIN_PRESETS, preset_name, "training"),
+        **preset(MULTISCALE_FINETUNE, preset_name, "multi-scale fine-tune"),
+        train_scales=MULTISCALE_TRAIN_SCALES,
+        init_from=init_from,
+    )
+
+
+# Beyond the paper: the shipped recognizer's G (checkpoints/fer2013/
+# generator.keras, tools/ablation_recipes.py's `ms_ce`) is the paper recipe
+# plus a cross-entropy term of this weight through the frozen head, trained
+# on the multi-scale CovPoolFER; faces of effective scale >= ROUTE_THRESHOLD
+# take it, chosen on FER-2013 val (README, Real faces).
+ROUTE_RECIPE = "paper"
+ROUTE_CE_WEIGHT = 50.0
+ROUTE_THRESHOLD = 3.0
+
+
+def route_stage2_configs(preset_name):
+    """(generator, critic, training) configs of the shipped route's G."""
+    gen, critic, train = stage2_configs(preset_name, ROUTE_RECIPE)
+    return gen, critic, replace(train, ce_weight=ROUTE_CE_WEIGHT)
 
 
 def stage2_configs(preset_name, recipe):

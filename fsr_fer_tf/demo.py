@@ -4,9 +4,18 @@
 
 1. renders the bundled procedural expression set (cached in RUN/data);
 2. trains CovPoolFER (stage 1, `--preset=demo`) -> RUN/fer;
-3. trains the feature-SR GAN on it (stage 2, `--preset=demo`) -> RUN/fsr;
-4. evaluates hr / bicubic / fsr at x1..x8 on the test split -> RUN/eval,
-   and prints the per-scale table beside the paper's numbers.
+3. trains the feature-SR GAN on it (stage 2, `--preset=demo`,
+   `--recipe`) -> RUN/fsr: the paper's FSR-FER;
+4. with --route (default), the shipped recognizer's route at the demo's
+   size (beyond the paper; README, Real faces): fine-tunes that CovPoolFER
+   on x1..x8 -> RUN/fer_ms, trains G on it with the paper recipe plus a
+   cross-entropy term through the frozen head -> RUN/fsr_ms, and writes a
+   recognizer model directory (HR model below x3, G on the multi-scale
+   model from x3 on) -> RUN/recognizer, which `fsr-fer-predict
+   --recognizer_dir` reads;
+5. evaluates hr / bicubic / fsr (and the recognizer's routes) at x1..x8
+   on the test split -> RUN/eval, and prints the per-scale table beside
+   the paper's numbers.
 
 RUN (--run_dir, default checkpoints/demo) is what the notebooks and
 TensorBoard open (`tensorboard --logdir checkpoints/demo`). Rerunning resumes
@@ -52,6 +61,14 @@ def define_flags():
     flags.DEFINE_integer(
         "fsr_steps", None, "Override the stage-2 preset's GAN steps."
     )
+    flags.DEFINE_boolean(
+        "route",
+        True,
+        "Also train the shipped recognizer's low-resolution route (beyond "
+        "the paper: a CovPoolFER fine-tuned on x1..x8 and G on it with a "
+        "cross-entropy term) and write RUN/recognizer; --noroute runs only "
+        "the paper's two stages.",
+    )
     flags.DEFINE_list(
         "scales",
         ["1", "2", "3", "4", "5", "6", "7", "8"],
@@ -70,6 +87,11 @@ def run_demo(
     fsr_overrides=None,
     scales=(1, 2, 3, 4, 5, 6, 7, 8),
     examples=6,
+    route=True,
+    ms_overrides=None,
+    model_overrides=None,
+    generator_overrides=None,
+    critic_overrides=None,
 ):
     """Runs data -> stage 1 -> stage 2 -> evaluation; returns the results.
 
@@ -79,19 +101,37 @@ def run_demo(
         fer_preset: stage-1 preset name.
         fsr_preset: stage-2 preset name.
         recipe: stage-2 recipe name.
-        fer_overrides: {FERTrainConfig field: value} over the preset.
-        fsr_overrides: {FSRTrainConfig field: value} over preset + recipe.
+        fer_overrides: {FERTrainConfig field: value} over the preset
+            (stage 1).
+        fsr_overrides: {FSRTrainConfig field: value} over preset + recipe
+            (both stage-2 runs).
         scales: evaluation scales.
         examples: faces in examples.png.
+        route: also train the shipped recognizer's route (step 4 of the
+            module's docstring) and evaluate it.
+        ms_overrides: {FERTrainConfig field: value} over the multi-scale
+            fine-tune's config (`configs.multiscale_finetune_config`).
+        model_overrides, generator_overrides, critic_overrides:
+            {field: value} over the presets' CovPoolFER, generator and
+            critic configs (tests use tiny ones).
 
     Returns:
-        The evaluation results dict (results.json), with "timing" added.
+        The evaluation results dict (results.json), with "timing" added,
+        and "recognizer_dir" with `route`.
     """
     from fsr_fer_tf import evaluate
+    from fsr_fer_tf import recognizer as recognizer_lib
     from fsr_fer_tf.data import loader
     from fsr_fer_tf.train import fer_loop
     from fsr_fer_tf.train import fsr_loop
 
+    errors.require(
+        not route or fer_preset in configs.MULTISCALE_FINETUNE,
+        f"the recognizer's route has no multi-scale fine-tune for stage-1 "
+        f"preset '{fer_preset}' (it has "
+        f"{', '.join(sorted(configs.MULTISCALE_FINETUNE))}); pass "
+        "--noroute to run only the paper's two stages.",
+    )
     timing = {}
     start = time.perf_counter()
     if data_config.data_format == "synthetic" and not data_config.data_dir:
@@ -100,42 +140,76 @@ def run_demo(
         )
     dataset = loader.load_dataset(data_config)
     timing["data_s"] = time.perf_counter() - start
-
-    t = time.perf_counter()
-    fer_result = fer_loop.train_fer(
+    model_config = configs.replace(
         configs.preset(configs.COVPOOL_PRESETS, fer_preset, "model"),
-        configs.replace(
-            configs.preset(configs.FER_TRAIN_PRESETS, fer_preset, "training"),
-            **(fer_overrides or {}),
-        ),
-        data_config,
-        os.path.join(run_dir, "fer"),
-        resume=True,
-        dataset=dataset,
-        preset=fer_preset,
+        **(model_overrides or {}),
     )
-    timing["stage1_s"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    gen, critic, cfg = configs.stage2_configs(fsr_preset, recipe)
-    cfg = configs.replace(cfg, **(fsr_overrides or {}))
-    fsr_result = fsr_loop.train_fsr(
-        fer_result["final"],
-        gen,
-        critic,
-        cfg,
-        data_config,
-        os.path.join(run_dir, "fsr"),
-        resume=True,
-        dataset=dataset,
-        preset=fsr_preset,
+    def stage1(name, cfg, overrides):
+        t = time.perf_counter()
+        result = fer_loop.train_fer(
+            model_config,
+            configs.replace(cfg, **(overrides or {})),
+            data_config,
+            os.path.join(run_dir, name),
+            resume=True,
+            dataset=dataset,
+            preset=fer_preset,
+        )
+        timing[f"{name}_s"] = time.perf_counter() - t
+        return result["final"]
+
+    def stage2(name, fer_model, stage2_configs):
+        t = time.perf_counter()
+        gen, critic, cfg = stage2_configs
+        cfg = configs.replace(cfg, **(fsr_overrides or {}))
+        result = fsr_loop.train_fsr(
+            fer_model,
+            configs.replace(gen, **(generator_overrides or {})),
+            configs.replace(critic, **(critic_overrides or {})),
+            cfg,
+            data_config,
+            os.path.join(run_dir, name),
+            resume=True,
+            dataset=dataset,
+            preset=fsr_preset,
+        )
+        timing[f"{name}_s"] = time.perf_counter() - t
+        return result["generator"], cfg.scales
+
+    fer = stage1(
+        "fer",
+        configs.preset(configs.FER_TRAIN_PRESETS, fer_preset, "training"),
+        fer_overrides,
     )
-    timing["stage2_s"] = time.perf_counter() - t
+    generator, _ = stage2(
+        "fsr", fer, configs.stage2_configs(fsr_preset, recipe)
+    )
+    recognizer_dir = None
+    if route:
+        fer_ms = stage1(
+            "fer_ms",
+            configs.multiscale_finetune_config(fer_preset, fer),
+            ms_overrides,
+        )
+        route_generator, trained_scales = stage2(
+            "fsr_ms", fer_ms, configs.route_stage2_configs(fsr_preset)
+        )
+        recognizer_dir = os.path.join(run_dir, "recognizer")
+        recognizer_lib.write_bundle(
+            fer,
+            route_generator,
+            recognizer_dir,
+            configs.ROUTE_THRESHOLD,
+            fsr_backbone=fer_ms,
+            trained_scales=trained_scales,
+            preset=fer_preset,
+        )
 
     t = time.perf_counter()
     results = evaluate.evaluate_run(
-        fer_result["final"],
-        fsr_result["generator"],
+        fer,
+        generator,
         data_config,
         "test",
         tuple(scales),
@@ -143,10 +217,13 @@ def run_demo(
         os.path.join(run_dir, "eval"),
         n_examples=examples,
         dataset=dataset,
+        recognizer_dir=recognizer_dir,
     )
     timing["evaluation_s"] = time.perf_counter() - t
     timing["total_s"] = time.perf_counter() - start
     results["timing"] = timing
+    if recognizer_dir:
+        results["recognizer_dir"] = recognizer_dir
     return results
 
 
@@ -177,16 +254,17 @@ def main(argv):
         fer_overrides,
         fsr_overrides,
         scales,
+        route=FLAGS.route,
     )
     timing = results["timing"]
     logging.info(
-        "Demo done in %s (data %.0fs, stage 1 %.0fs, stage 2 %.0fs, "
-        "evaluation %.0fs)",
+        "Demo done in %s (%s)",
         loop.format_duration(timing["total_s"]),
-        timing["data_s"],
-        timing["stage1_s"],
-        timing["stage2_s"],
-        timing["evaluation_s"],
+        ", ".join(
+            f"{name[:-2]} {seconds:.0f}s"
+            for name, seconds in timing.items()
+            if name != "total_s"
+        ),
     )
     print()
     evaluate.print_table(results)
@@ -195,6 +273,13 @@ def main(argv):
         f"(tensorboard --logdir {FLAGS.run_dir}; notebooks/ take it as "
         "RUN_DIR)"
     )
+    if "recognizer_dir" in results:
+        print(
+            f"recognizer: {os.path.abspath(results['recognizer_dir'])}  "
+            "(fsr-fer-predict --recognizer_dir=... PHOTO; HR model below "
+            f"x{configs.ROUTE_THRESHOLD:g}, G on the multi-scale model from "
+            "there on)"
+        )
 
 
 def run():

@@ -13,8 +13,9 @@ scale s = face_size / w: the factor by which the training protocol would
 have shrunk a training face to get it. `face_size` is the side of the
 training faces before their resize to the model input: 100 for RAF-DB's
 aligned faces (s = 100 / w), 48 for FER-2013's (a 48-pixel face is then
-x1, the HR face the model learnt from, and a 12-pixel face x4). Faces with s at least the recognizer's
-threshold (chosen on validation faces, see MODEL_CARD.md) go through the
+x1, the HR face the model learnt from, and a 12-pixel face x4). Faces
+with s at least the recognizer's threshold (chosen on validation faces,
+see MODEL_CARD.md) go through the
 feature-SR route, C(G(SPD(CNN(face)))), the others through CovPoolFER
 alone; beyond the scales G was trained on they still go through G and are
 marked `in_trained_range=False`.
@@ -205,6 +206,100 @@ def read_bundle(model_dir):
         if key in spec:
             kwargs[key] = spec[key]
     return kwargs
+
+
+def _with_metadata(model, preset, colour):
+    """`model` with preset and colour in its metadata where it had none."""
+    meta = dict(getattr(model, "metadata", None) or {})
+    if meta.get("preset") is None:
+        meta["preset"] = preset
+    meta.setdefault("colour", colour)
+    model.metadata = meta
+    return model
+
+
+def write_bundle(
+    fer_model,
+    generator,
+    out_dir,
+    threshold,
+    fsr_backbone=None,
+    trained_scales=(2, 3, 4, 5, 6, 7, 8),
+    preset="fer2013",
+    colour="grey",
+    face_size=None,
+    above="fsr",
+):
+    """Writes a recognizer model directory (what `from_dir` reads).
+
+    Copies into `out_dir`: fer.keras (the HR route's CovPoolFER),
+    fer_fsr.keras (the CovPoolFER whose features G super-resolves, when it
+    is not `fer_model`), generator.keras, fsr_fer.keras (the FSR route as
+    one model, raw 100x100 pixels in, logits out) and recognizer.json.
+    Stage-1 models get `preset` and `colour` in their metadata where they
+    have none (exports older than those fields); nothing else changes.
+
+    Args:
+        fer_model, generator, fsr_backbone: .keras paths (`fsr_backbone`
+            None: G works on `fer_model`'s features).
+        threshold: faces of effective scale >= this take the route `above`.
+        trained_scales: the scales G was trained on.
+        face_size: side of the training faces before their resize to the
+            model input (None: the input size).
+
+    Returns:
+        recognizer.json's dict.
+
+    Raises:
+        errors.ConfigError: a bad threshold/face_size, or a file that is
+            not the model it should be.
+    """
+    from fsr_fer_tf import eval_lib
+    from fsr_fer_tf.models import fsr_fer
+    from fsr_fer_tf.train import fsr_loop
+
+    errors.require(threshold and threshold > 0, "--threshold must be > 0.")
+    errors.require(
+        face_size is None or face_size > 0, "--face_size must be > 0."
+    )
+    errors.require(
+        above == "fsr" or fsr_backbone,
+        "--above=lr needs --fsr_backbone (a CovPoolFER trained on LR faces "
+        "too).",
+    )
+    fer = _with_metadata(fsr_loop.load_fer_model(fer_model), preset, colour)
+    backbone = fer
+    if fsr_backbone and os.path.abspath(fsr_backbone) != os.path.abspath(
+        fer_model
+    ):
+        backbone = _with_metadata(
+            fsr_loop.load_fer_model(fsr_backbone), preset, colour
+        )
+    g = eval_lib.load_generator(generator, fsr_loop.feature_size(backbone))
+    os.makedirs(out_dir, exist_ok=True)
+    spec = {
+        "fer_model": "fer.keras",
+        "generator": "generator.keras",
+        "fsr_backbone": "fer.keras" if backbone is fer else "fer_fsr.keras",
+        "fsr_fer": "fsr_fer.keras",
+        "threshold": float(threshold),
+        "above": above,
+        "trained_scales": [int(s) for s in trained_scales],
+        "input_size": int(fer.input_shape[1]),
+        "face_size": int(face_size or fer.input_shape[1]),
+        "colour": fer.metadata["colour"],
+        "class_names": list(labels_lib.CLASS_NAMES),
+    }
+    fer.save(os.path.join(out_dir, "fer.keras"))
+    if backbone is not fer:
+        backbone.save(os.path.join(out_dir, "fer_fsr.keras"))
+    g.save(os.path.join(out_dir, "generator.keras"))
+    combined = fsr_fer.build_fsr_fer(backbone, g)
+    combined.save(os.path.join(out_dir, "fsr_fer.keras"))
+    with open(os.path.join(out_dir, BUNDLE_FILE), "w") as f:
+        json.dump(spec, f, indent=2)
+        f.write("\n")
+    return spec
 
 
 class Recognizer:

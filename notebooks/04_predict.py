@@ -4,7 +4,8 @@ Description: The recognizer behind `fsr-fer-predict` on a picture of real
     faces at 16..120 pixels: detection, effective scale, the HR or FSR
     route of each face, and the annotated picture.
 Run: from notebooks/, with the shipped models (checkpoints/fer2013) or a
-    run folder of `fsr-fer-demo` (FSR_FER_RUN_DIR); regenerate the .ipynb
+    run folder of `fsr-fer-demo` (FSR_FER_RUN_DIR: its recognizer/, or
+    fer/ and fsr/ after --noroute); regenerate the .ipynb
     from this .py with tools/py_to_notebook.py.
 """
 
@@ -47,10 +48,20 @@ from fsr_fer_tf import recognizer as recognizer_lib
 from fsr_fer_tf.data import group
 from fsr_fer_tf.data import synthetic
 
-if os.path.isfile(os.path.join(RUN_DIR, recognizer_lib.BUNDLE_FILE)):
-    recognizer = recognizer_lib.Recognizer.from_dir(RUN_DIR)
-    source = f"model directory {os.path.abspath(RUN_DIR)}"
-else:  # a run folder of fsr-fer-demo: RUN_DIR/fer and RUN_DIR/fsr
+# A model directory, or the one `fsr-fer-demo` writes into its run folder.
+MODEL_DIRS = [RUN_DIR, os.path.join(RUN_DIR, "recognizer")]
+model_dir = next(
+    (
+        d
+        for d in MODEL_DIRS
+        if os.path.isfile(os.path.join(d, recognizer_lib.BUNDLE_FILE))
+    ),
+    None,
+)
+if model_dir:
+    recognizer = recognizer_lib.Recognizer.from_dir(model_dir)
+    source = f"model directory {os.path.abspath(model_dir)}"
+else:  # a run folder of `fsr-fer-demo --noroute`: RUN_DIR/fer, RUN_DIR/fsr
     recognizer = recognizer_lib.Recognizer(
         os.path.join(RUN_DIR, "fer", "final.keras"),
         os.path.join(RUN_DIR, "fsr", "generator.keras"),

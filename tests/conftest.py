@@ -133,6 +133,13 @@ TINY_MODEL = dict(
 )
 
 
+@pytest.fixture(scope="session")
+def tiny_sizes():
+    """{"data": DataConfig fields, "model": CovPoolFERConfig fields} of the
+    tiny run, for tests that train their own."""
+    return {"data": dict(TINY_DATA), "model": dict(TINY_MODEL)}
+
+
 def _build_tiny_run(run_dir):
     from fsr_fer_tf import configs
     from fsr_fer_tf import evaluate

@@ -25,7 +25,6 @@ validation table that produced them.
 """
 
 import functools
-import json
 import os
 
 from absl import app
@@ -85,77 +84,12 @@ def define_flags():
     )
 
 
-def with_metadata(model, preset, colour):
-    """`model` with preset and colour in its metadata where it had none."""
-    meta = dict(getattr(model, "metadata", None) or {})
-    if meta.get("preset") is None:
-        meta["preset"] = preset
-    meta.setdefault("colour", colour)
-    model.metadata = meta
-    return model
+def export(*args, **kwargs):
+    """Writes the model directory; returns recognizer.json's dict
+    (`fsr_fer_tf.recognizer.write_bundle`, same arguments)."""
+    from fsr_fer_tf import recognizer
 
-
-def export(
-    fer_model,
-    generator,
-    out_dir,
-    threshold,
-    fsr_backbone=None,
-    trained_scales=(2, 3, 4, 5, 6, 7, 8),
-    preset="fer2013",
-    colour="grey",
-    face_size=None,
-    above="fsr",
-):
-    """Writes the model directory; returns recognizer.json's dict."""
-    import fsr_fer_tf  # noqa: F401  (registers the custom layers)
-    from fsr_fer_tf import errors
-    from fsr_fer_tf import eval_lib
-    from fsr_fer_tf.models import fsr_fer
-    from fsr_fer_tf.train import fsr_loop
-
-    errors.require(threshold and threshold > 0, "--threshold must be > 0.")
-    errors.require(
-        face_size is None or face_size > 0, "--face_size must be > 0."
-    )
-    errors.require(
-        above == "fsr" or fsr_backbone,
-        "--above=lr needs --fsr_backbone (a CovPoolFER trained on LR faces "
-        "too).",
-    )
-    fer = with_metadata(fsr_loop.load_fer_model(fer_model), preset, colour)
-    backbone = fer
-    if fsr_backbone and os.path.abspath(fsr_backbone) != os.path.abspath(
-        fer_model
-    ):
-        backbone = with_metadata(
-            fsr_loop.load_fer_model(fsr_backbone), preset, colour
-        )
-    g = eval_lib.load_generator(generator, fsr_loop.feature_size(backbone))
-    os.makedirs(out_dir, exist_ok=True)
-    spec = {
-        "fer_model": "fer.keras",
-        "generator": "generator.keras",
-        "fsr_backbone": "fer.keras" if backbone is fer else "fer_fsr.keras",
-        "fsr_fer": "fsr_fer.keras",
-        "threshold": float(threshold),
-        "above": above,
-        "trained_scales": [int(s) for s in trained_scales],
-        "input_size": int(fer.input_shape[1]),
-        "face_size": int(face_size or fer.input_shape[1]),
-        "colour": fer.metadata["colour"],
-        "class_names": list(fsr_fer_tf.labels.CLASS_NAMES),
-    }
-    fer.save(os.path.join(out_dir, "fer.keras"))
-    if backbone is not fer:
-        backbone.save(os.path.join(out_dir, "fer_fsr.keras"))
-    g.save(os.path.join(out_dir, "generator.keras"))
-    combined = fsr_fer.build_fsr_fer(backbone, g)
-    combined.save(os.path.join(out_dir, "fsr_fer.keras"))
-    with open(os.path.join(out_dir, "recognizer.json"), "w") as f:
-        json.dump(spec, f, indent=2)
-        f.write("\n")
-    return spec
+    return recognizer.write_bundle(*args, **kwargs)
 
 
 def main(argv):

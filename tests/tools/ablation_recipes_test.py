@@ -292,3 +292,18 @@ def test_end_to_end_on_tiny_run(tool, parse, tiny_run, tmp_path):
         assert again["rows"][name]["accuracy"] == rows[name]["accuracy"]
     assert tool.file_signature(paper_g) == before  # not retrained
     assert sorted(again["context"]["runs"]) == ["ms_ce", "paper", "released"]
+
+
+def test_route_configs_match_the_shipped_recipe(tool):
+    # The demo's route and the ablation's `ms_ce` row (which chose the
+    # shipped G) are the same recipe.
+    (ms_ce,) = tool.select_variants(["ms_ce"], have_ms=True)
+    for preset in ("demo", "fer2013"):
+        assert tool.variant_configs(ms_ce, preset) == (
+            configs.route_stage2_configs(preset)
+        )
+    ft = configs.multiscale_finetune_config("fer2013", "/m/fer.keras")
+    assert ft.train_scales == (1, 2, 3, 4, 5, 6, 7, 8)
+    assert ft.epochs == 3 and ft.init_from == "/m/fer.keras"
+    assert ft.learning_rate_schedule == ((0, 0.001), (1, 0.0003), (2, 0.0001))
+    assert ft.batch_size == configs.FER_TRAIN_PRESETS["fer2013"].batch_size

@@ -1,0 +1,138 @@
+"""Tests of fsr_fer_tf/demo.py: the pipeline and the shipped route, tiny."""
+
+import json
+import os
+
+import pytest
+import yaml
+
+from fsr_fer_tf import configs
+from fsr_fer_tf import demo
+from fsr_fer_tf import errors
+from fsr_fer_tf.models import covpool
+from fsr_fer_tf.train import fsr_loop
+
+FER_STEPS = dict(
+    batch_size=8,
+    steps=6,
+    learning_rate_schedule="0:0.01",
+    val_scales="1,4",
+    eval_every_epochs=1,
+    log_every=2,
+)
+TINY = dict(  # and model_overrides: tests/conftest.py's tiny CovPoolFER
+    fer_overrides=FER_STEPS,
+    ms_overrides=dict(FER_STEPS, steps=4),
+    fsr_overrides=dict(
+        batch_size=8,
+        steps=4,
+        scales="2,4,8",
+        eval_every=2,
+        log_every=1,
+        checkpoint_every=2,
+        lr_boundaries="3",
+    ),
+    generator_overrides=dict(filters=4, growth=4, num_blocks=1, dense_convs=2),
+    critic_overrides=dict(base_filters=2, dense_units=8),
+    scales=(1, 2, 3, 4, 8),
+    examples=0,
+)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, tiny_sizes):
+    run_dir = str(tmp_path_factory.mktemp("demo"))
+    data_config = configs.DataConfig(**tiny_sizes["data"])
+    kwargs = dict(TINY, model_overrides=tiny_sizes["model"])
+    results = demo.run_demo(run_dir, data_config, **kwargs)
+    return {
+        "run_dir": run_dir,
+        "data": data_config,
+        "kwargs": kwargs,
+        "results": results,
+    }
+
+
+def _accuracy(results, method):
+    return {k: v["accuracy"] for k, v in results["methods"][method].items()}
+
+
+def test_demo_writes_the_shipped_route(demo_run):
+    run_dir = demo_run["run_dir"]
+    rec_dir = os.path.join(run_dir, "recognizer")
+    assert demo_run["results"]["recognizer_dir"] == rec_dir
+    assert sorted(os.listdir(rec_dir)) == [
+        "fer.keras", "fer_fsr.keras", "fsr_fer.keras", "generator.keras",
+        "recognizer.json",
+    ]  # fmt: skip
+    with open(os.path.join(rec_dir, "recognizer.json")) as f:
+        spec = json.load(f)
+    assert spec["threshold"] == configs.ROUTE_THRESHOLD == 3.0
+    assert spec["trained_scales"] == [2, 4, 8]
+    assert spec["fsr_backbone"] == "fer_fsr.keras"
+    assert spec["face_size"] == spec["input_size"] == 100
+    assert spec["colour"] == "rgb"  # the synthetic faces are RGB
+    # The multi-scale backbone: stage 1's model fine-tuned on x1..x8.
+    ms = fsr_loop.load_fer_model(os.path.join(run_dir, "fer_ms/final.keras"))
+    meta = covpool.model_metadata(ms)
+    assert meta["train_scales"] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert meta["init_from"] == os.path.abspath(
+        os.path.join(run_dir, "fer/final.keras")
+    )
+    assert meta["preset"] == "demo"
+    # Its G has the route's cross-entropy term; the paper's G has none.
+    params = {}
+    for name in ("fsr", "fsr_ms"):
+        with open(os.path.join(run_dir, name, "params.yaml")) as f:
+            params[name] = yaml.safe_load(f)
+    assert params["fsr_ms"]["train"]["ce_weight"] == 50.0
+    assert params["fsr"]["train"]["ce_weight"] == 0.0
+    assert params["fsr_ms"]["fer_model"] == os.path.abspath(
+        os.path.join(run_dir, "fer_ms/final.keras")
+    )
+
+
+def test_demo_evaluates_the_recognizer_by_scale(demo_run):
+    results = demo_run["results"]
+    assert set(results["methods"]) >= {
+        "hr", "bicubic", "fsr", "route_backbone", "route_fsr", "recognizer",
+    }  # fmt: skip
+    rec = _accuracy(results, "recognizer")
+    bicubic = _accuracy(results, "bicubic")
+    route_fsr = _accuracy(results, "route_fsr")
+    assert sorted(rec, key=lambda k: int(k[1:])) == [
+        "x1", "x2", "x3", "x4", "x8",
+    ]  # fmt: skip
+    for key, value in rec.items():
+        # Below the threshold the HR model on the bicubic face, from it on
+        # G on the multi-scale backbone.
+        want = bicubic if int(key[1:]) < 3 else route_fsr
+        assert value == want[key], key
+    assert set(results["timing"]) == {
+        "data_s", "fer_s", "fsr_s", "fer_ms_s", "fsr_ms_s", "evaluation_s",
+        "total_s",
+    }  # fmt: skip
+
+
+def test_demo_rerun_resumes_without_retraining(demo_run, monkeypatch):
+    from fsr_fer_tf.train import fer_loop
+
+    def no_step(self, batch):
+        raise AssertionError(f"{self.run.model_dir} trained again")
+
+    monkeypatch.setattr(fer_loop.Stage1Run, "step", no_step)
+    monkeypatch.setattr(fsr_loop.Stage2Run, "step", no_step)
+    again = demo.run_demo(
+        demo_run["run_dir"], demo_run["data"], **demo_run["kwargs"]
+    )
+    for method in ("bicubic", "fsr", "recognizer"):
+        assert _accuracy(again, method) == _accuracy(
+            demo_run["results"], method
+        )
+
+
+def test_demo_refuses_a_route_without_a_fine_tune_preset(tmp_path):
+    run_dir = tmp_path / "paper"
+    with pytest.raises(errors.ConfigError, match="--noroute"):
+        demo.run_demo(str(run_dir), configs.DataConfig(), fer_preset="paper")
+    assert not run_dir.exists()  # refused before any training

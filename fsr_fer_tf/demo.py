@@ -9,9 +9,12 @@
 4. with --route (default), the shipped recognizer's route at the demo's
    size (beyond the paper; README, Real faces): fine-tunes that CovPoolFER
    on x1..x8 -> RUN/fer_ms, trains G on it with the paper recipe plus a
-   cross-entropy term through the frozen head -> RUN/fsr_ms, and writes a
-   recognizer model directory (HR model below x3, G on the multi-scale
-   model from x3 on) -> RUN/recognizer, which `fsr-fer-predict
+   cross-entropy term through the frozen head -> RUN/fsr_ms, chooses on
+   held-out faces (the data's val split; for the synthetic set, 100 faces
+   per class of its own val stream) from which scale faces leave the HR
+   model and whether the multi-scale model serves them with or without G,
+   as was done for the shipped models on FER-2013 val, and writes that
+   recognizer model directory -> RUN/recognizer, which `fsr-fer-predict
    --recognizer_dir` reads;
 5. evaluates hr / bicubic / fsr (and the recognizer's routes) at x1..x8
    on the test split -> RUN/eval, and prints the per-scale table beside
@@ -24,6 +27,7 @@ each stage where it stopped; a finished stage is not retrained.
 
 import dataclasses
 import functools
+import json
 import os
 import time
 
@@ -36,6 +40,11 @@ from fsr_fer_tf import errors
 from fsr_fer_tf.data import flags as data_flags
 
 FLAGS = flags.FLAGS
+# The route's threshold and kind are chosen on held-out faces (`choose_route`),
+# written beside the recognizer.
+SELECTION_FILE = "route_selection.json"
+SELECTION_PER_CLASS = 100
+SELECTION_SCALES = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
 @functools.cache
@@ -195,16 +204,25 @@ def run_demo(
         route_generator, trained_scales = stage2(
             "fsr_ms", fer_ms, configs.route_stage2_configs(fsr_preset)
         )
+        t = time.perf_counter()
+        selection = choose_route(
+            dataset, data_config, fer, fer_ms, route_generator
+        )
         recognizer_dir = os.path.join(run_dir, "recognizer")
         recognizer_lib.write_bundle(
             fer,
             route_generator,
             recognizer_dir,
-            configs.ROUTE_THRESHOLD,
+            selection["threshold"],
             fsr_backbone=fer_ms,
             trained_scales=trained_scales,
             preset=fer_preset,
+            above=selection["above"],
         )
+        with open(os.path.join(recognizer_dir, SELECTION_FILE), "w") as f:
+            json.dump(selection, f, indent=2)
+            f.write("\n")
+        timing["route_selection_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     results = evaluate.evaluate_run(
@@ -224,7 +242,101 @@ def run_demo(
     results["timing"] = timing
     if recognizer_dir:
         results["recognizer_dir"] = recognizer_dir
+        results["route_selection"] = selection
     return results
+
+
+def selection_split(dataset, data_config):
+    """The held-out faces the route is chosen on (None: there are none).
+
+    The data's "val" split; for the synthetic set, which has none, an
+    independent "val" stream of the renderer (`SELECTION_PER_CLASS` faces
+    per class, disjoint from train and test).
+    """
+    from fsr_fer_tf.data import sources
+    from fsr_fer_tf.data import synthetic
+
+    if "val" in dataset.splits:
+        return dataset.split("val")
+    if data_config.data_format != "synthetic":
+        return None
+    images, labels = synthetic.generate(
+        SELECTION_PER_CLASS,
+        data_config.synthetic_seed,
+        "val",
+        data_config.image_size,
+    )
+    return sources.Split(name="val", labels=labels, images=images)
+
+
+def choose_route(dataset, data_config, fer, fer_ms, generator, batch_size=64):
+    """Threshold and route of the recognizer, chosen on held-out faces.
+
+    As the shipped models' were on FER-2013 val (`recognizer.choose_route`
+    over x1..x8: the HR model below the threshold, then the multi-scale
+    CovPoolFER alone or G on it). Without held-out faces, the shipped
+    recognizer's (`configs.ROUTE_THRESHOLD`, through G).
+
+    Returns:
+        {"threshold", "above", "split", "n_images", "mean_accuracy",
+        "accuracy": {method: {scale key: accuracy}}} (route_selection.json).
+    """
+    from fsr_fer_tf import eval_lib
+    from fsr_fer_tf import recognizer as recognizer_lib
+
+    split = selection_split(dataset, data_config)
+    if split is None:
+        logging.warning(
+            "No held-out faces to choose the route on (the data has no val "
+            "split): using the shipped one, HR below x%g, then G.",
+            configs.ROUTE_THRESHOLD,
+        )
+        return {
+            "threshold": configs.ROUTE_THRESHOLD,
+            "above": "fsr",
+            "split": None,
+        }
+    candidates = recognizer_lib.Recognizer(
+        fer, generator, fsr_backbone=fer_ms, detector="none"
+    )
+    logging.info(
+        "Choosing the recognizer's route on %d held-out %s faces",
+        len(split),
+        split.name,
+    )
+    summaries, _, _ = eval_lib.evaluate(
+        candidates.fer_model,
+        None,
+        split,
+        SELECTION_SCALES,
+        batch_size,
+        recognizer=candidates,
+    )
+    accuracy = {
+        method: {k: v["accuracy"] for k, v in summaries[method].items()}
+        for method in ("bicubic", "route_backbone", "route_fsr")
+    }
+    threshold, above, mean = recognizer_lib.choose_route(
+        accuracy["bicubic"], accuracy["route_backbone"], accuracy["route_fsr"]
+    )
+    logging.info(
+        "Route: HR model below x%d, then %s (mean accuracy over x1..x8 "
+        "%.2f%% on %s)",
+        threshold,
+        "G on the multi-scale model"
+        if above == "fsr"
+        else "the multi-scale model without G",
+        100 * mean,
+        split.name,
+    )
+    return {
+        "threshold": float(threshold),
+        "above": above,
+        "split": split.name,
+        "n_images": len(split),
+        "mean_accuracy": mean,
+        "accuracy": accuracy,
+    }
 
 
 @errors.cli_main
@@ -274,11 +386,17 @@ def main(argv):
         "RUN_DIR)"
     )
     if "recognizer_dir" in results:
+        chosen = results["route_selection"]
         print(
             f"recognizer: {os.path.abspath(results['recognizer_dir'])}  "
-            "(fsr-fer-predict --recognizer_dir=... PHOTO; HR model below "
-            f"x{configs.ROUTE_THRESHOLD:g}, G on the multi-scale model from "
-            "there on)"
+            "(fsr-fer-predict --recognizer_dir=... PHOTO): HR model below "
+            f"x{chosen['threshold']:g}, then the multi-scale model "
+            + ("with G" if chosen["above"] == "fsr" else "without G")
+            + (
+                f", chosen on {chosen['n_images']} held-out faces"
+                if chosen["split"]
+                else ""
+            )
         )
 
 

@@ -208,6 +208,60 @@ def read_bundle(model_dir):
     return kwargs
 
 
+def choose_threshold(hr_accuracy, route_accuracy):
+    """The threshold from which a route serves the faces, best on average.
+
+    Args:
+        hr_accuracy: {scale key ("x1", ...): accuracy} of the HR model on
+            the bicubic faces.
+        route_accuracy: the same for the low-resolution route (same keys,
+            same faces).
+
+    Returns:
+        (threshold, mean accuracy over the scales): the route serves the
+        scales >= threshold; one past the largest scale means never. Ties
+        go to the lower threshold (more faces through the route).
+    """
+    keys = sorted(route_accuracy, key=lambda k: int(k[1:]))
+    candidates = [int(k[1:]) for k in keys] + [int(keys[-1][1:]) + 1]
+    best = None
+    for threshold in candidates:
+        score = float(
+            np.mean(
+                [
+                    (
+                        route_accuracy
+                        if int(k[1:]) >= threshold
+                        else hr_accuracy
+                    )[k]
+                    for k in keys
+                ]
+            )
+        )
+        if best is None or score > best[1] + 1e-12:
+            best = (threshold, score)
+    return best
+
+
+def choose_route(hr_accuracy, lr_accuracy, fsr_accuracy):
+    """The low-resolution route and its threshold, best on average.
+
+    Args:
+        hr_accuracy, lr_accuracy, fsr_accuracy: {scale key: accuracy} of
+            the HR model on bicubic faces, the low-resolution CovPoolFER
+            alone, and G on its features (same faces).
+
+    Returns:
+        (threshold, above, mean accuracy): `above` is "fsr" or "lr" (ties:
+        "fsr", the paper's route), each with its `choose_threshold`.
+    """
+    fsr_threshold, fsr_score = choose_threshold(hr_accuracy, fsr_accuracy)
+    lr_threshold, lr_score = choose_threshold(hr_accuracy, lr_accuracy)
+    if lr_score > fsr_score + 1e-12:
+        return lr_threshold, "lr", lr_score
+    return fsr_threshold, "fsr", fsr_score
+
+
 def _with_metadata(model, preset, colour):
     """`model` with preset and colour in its metadata where it had none."""
     meta = dict(getattr(model, "metadata", None) or {})

@@ -9,6 +9,7 @@ import yaml
 from fsr_fer_tf import configs
 from fsr_fer_tf import demo
 from fsr_fer_tf import errors
+from fsr_fer_tf import recognizer as recognizer_lib
 from fsr_fer_tf.models import covpool
 from fsr_fer_tf.train import fsr_loop
 
@@ -63,11 +64,32 @@ def test_demo_writes_the_shipped_route(demo_run):
     assert demo_run["results"]["recognizer_dir"] == rec_dir
     assert sorted(os.listdir(rec_dir)) == [
         "fer.keras", "fer_fsr.keras", "fsr_fer.keras", "generator.keras",
-        "recognizer.json",
+        "recognizer.json", "route_selection.json",
     ]  # fmt: skip
     with open(os.path.join(rec_dir, "recognizer.json")) as f:
         spec = json.load(f)
-    assert spec["threshold"] == configs.ROUTE_THRESHOLD == 3.0
+    with open(os.path.join(rec_dir, "route_selection.json")) as f:
+        chosen = json.load(f)
+    assert chosen == demo_run["results"]["route_selection"]
+    # Chosen on the renderer's own val stream (100 faces per class).
+    assert chosen["split"] == "val" and chosen["n_images"] == 700
+    acc = chosen["accuracy"]
+    assert (spec["threshold"], spec["above"]) == (
+        chosen["threshold"], chosen["above"],
+    )  # fmt: skip
+    threshold, above, mean = recognizer_lib.choose_route(
+        acc["bicubic"], acc["route_backbone"], acc["route_fsr"]
+    )
+    assert (threshold, above) == (chosen["threshold"], chosen["above"])
+    assert mean == pytest.approx(chosen["mean_accuracy"])
+    # No other threshold or route is better on those faces on average.
+    for other in ("route_fsr", "route_backbone"):
+        for t in range(1, 10):
+            alt = [
+                (acc[other] if int(k[1:]) >= t else acc["bicubic"])[k]
+                for k in acc["bicubic"]
+            ]
+            assert sum(alt) / len(alt) <= mean + 1e-9
     assert spec["trained_scales"] == [2, 4, 8]
     assert spec["fsr_backbone"] == "fer_fsr.keras"
     assert spec["face_size"] == spec["input_size"] == 100
@@ -99,18 +121,22 @@ def test_demo_evaluates_the_recognizer_by_scale(demo_run):
     }  # fmt: skip
     rec = _accuracy(results, "recognizer")
     bicubic = _accuracy(results, "bicubic")
-    route_fsr = _accuracy(results, "route_fsr")
     assert sorted(rec, key=lambda k: int(k[1:])) == [
         "x1", "x2", "x3", "x4", "x8",
     ]  # fmt: skip
+    chosen = results["route_selection"]
+    route = _accuracy(
+        results,
+        "route_fsr" if chosen["above"] == "fsr" else "route_backbone",
+    )
     for key, value in rec.items():
         # Below the threshold the HR model on the bicubic face, from it on
-        # G on the multi-scale backbone.
-        want = bicubic if int(key[1:]) < 3 else route_fsr
+        # the multi-scale backbone, with G or without.
+        want = bicubic if int(key[1:]) < chosen["threshold"] else route
         assert value == want[key], key
     assert set(results["timing"]) == {
-        "data_s", "fer_s", "fsr_s", "fer_ms_s", "fsr_ms_s", "evaluation_s",
-        "total_s",
+        "data_s", "fer_s", "fsr_s", "fer_ms_s", "fsr_ms_s",
+        "route_selection_s", "evaluation_s", "total_s",
     }  # fmt: skip
 
 

@@ -411,3 +411,25 @@ def test_bench_predict_runs(bundle):
     assert "FSR / direct cost:" in out and "images/s" in out
     assert "640x360 group picture, 6 faces" in out
     assert "of the 6 true ones" in out
+
+
+def test_choose_threshold_and_route():
+    hr = {"x1": 0.9, "x2": 0.8, "x4": 0.4, "x8": 0.2}
+    fsr = {"x1": 0.7, "x2": 0.7, "x4": 0.5, "x8": 0.4}
+    lr = {"x1": 0.8, "x2": 0.8, "x4": 0.45, "x8": 0.45}
+    # fsr from x4 on: (0.9 + 0.8 + 0.5 + 0.4) / 4 = 0.65 beats every other
+    # threshold (x1: 0.575, x2: 0.6, x8: 0.625, never: 0.575).
+    assert recognizer_lib.choose_threshold(hr, fsr) == (4, pytest.approx(0.65))
+    # lr ties hr at x2, so from x2 on (ties: the lower threshold):
+    # (0.9 + 0.8 + 0.45 + 0.45) / 4 = 0.65 as well; a tie goes to "fsr".
+    assert recognizer_lib.choose_threshold(hr, lr) == (2, pytest.approx(0.65))
+    threshold, above, mean = recognizer_lib.choose_route(hr, lr, fsr)
+    assert (threshold, above) == (4, "fsr") and mean == pytest.approx(0.65)
+    lr["x8"] = 0.5  # now lr wins: 0.6625
+    assert recognizer_lib.choose_route(hr, lr, fsr)[:2] == (2, "lr")
+    # A route worse everywhere is never taken: one past the largest scale.
+    never = {k: 0.0 for k in hr}
+    assert recognizer_lib.choose_threshold(hr, never) == (
+        9,
+        pytest.approx(0.575),
+    )

@@ -265,20 +265,19 @@ def routed(hr_correct, g_correct):
         g_correct: {key: bool [N]} of a G row (same keys, same faces).
 
     Returns:
-        (threshold scale, {key: bool [N]}): G serves scales >= threshold;
-        ties go to the lower threshold (more faces through G).
+        (threshold scale, {key: bool [N]}): G serves scales >= threshold
+        (`recognizer.choose_threshold`: ties go to the lower threshold).
     """
-    keys = sorted(g_correct, key=lambda k: int(k[1:]))
-    best = None
-    for threshold in [int(k[1:]) for k in keys] + [max(SCALES) + 1]:
-        combined = {
-            k: (g_correct if int(k[1:]) >= threshold else hr_correct)[k]
-            for k in keys
-        }
-        score = np.mean([np.mean(v) for v in combined.values()])
-        if best is None or score > best[0] + 1e-12:
-            best = (score, threshold, combined)
-    return best[1], best[2]
+    from fsr_fer_tf import recognizer
+
+    threshold, _ = recognizer.choose_threshold(
+        {k: np.mean(v) for k, v in hr_correct.items()},
+        {k: np.mean(v) for k, v in g_correct.items()},
+    )
+    return threshold, {
+        k: (g_correct if int(k[1:]) >= threshold else hr_correct)[k]
+        for k in g_correct
+    }
 
 
 def acceptance(row, bicubic, multiscale=None):

@@ -15,7 +15,7 @@
    model and whether the multi-scale model serves them with or without G,
    as was done for the shipped models on FER-2013 val, and writes that
    recognizer model directory -> RUN/recognizer, which `fsr-fer-predict
-   --recognizer_dir` reads;
+   --model_dir` and `fsr-fer-evaluate --recognizer_dir` read;
 5. evaluates hr / bicubic / fsr (and the recognizer's routes) at x1..x8
    on the test split -> RUN/eval, and prints the per-scale table beside
    the paper's numbers.
@@ -389,7 +389,7 @@ def main(argv):
         chosen = results["route_selection"]
         print(
             f"recognizer: {os.path.abspath(results['recognizer_dir'])}  "
-            "(fsr-fer-predict --recognizer_dir=... PHOTO): HR model below "
+            "(fsr-fer-predict --model_dir=... PHOTO): HR model below "
             f"x{chosen['threshold']:g}, then the multi-scale model "
             + ("with G" if chosen["above"] == "fsr" else "without G")
             + (

@@ -91,7 +91,9 @@ def defined_flags(readme_commands):
         out = proc.stdout + proc.stderr
         found = set(re.findall(r"^\s+--(?:\[no\])?(\w+)", out, re.M))
         assert "flagfile" in found, (args, out[-1000:])
-        names |= found
+        # Booleans are listed as --[no]name: --noname is a flag too.
+        negated = re.findall(r"^\s+--\[no\](\w+)", out, re.M)
+        names |= found | {f"no{name}" for name in negated}
     return names
 
 

@@ -131,13 +131,39 @@ TINY_DATA = dict(synthetic_train=8, synthetic_test=3)
 TINY_MODEL = dict(
     conv_filters=(4, 4, 6, 6, 8, 8), bimap_dim=8, fc_units=(16, 8)
 )
+TINY_FER_TRAIN = dict(
+    batch_size=8,
+    steps=6,
+    learning_rate_schedule="0:0.01",
+    val_scales="1,4",
+    eval_every_epochs=1,
+    log_every=2,
+)
+TINY_GENERATOR = dict(filters=4, growth=4, num_blocks=1, dense_convs=2)
+TINY_CRITIC = dict(base_filters=2, dense_units=8)
+TINY_FSR_TRAIN = dict(
+    batch_size=8,
+    steps=4,
+    scales="2,4,8",
+    eval_every=2,
+    log_every=1,
+    checkpoint_every=2,
+    lr_boundaries="3",
+)
 
 
 @pytest.fixture(scope="session")
 def tiny_sizes():
-    """{"data": DataConfig fields, "model": CovPoolFERConfig fields} of the
-    tiny run, for tests that train their own."""
-    return {"data": dict(TINY_DATA), "model": dict(TINY_MODEL)}
+    """The tiny run's config fields, for tests that train their own:
+    {"data", "model", "fer_train", "generator", "critic", "fsr_train"}."""
+    return {
+        "data": dict(TINY_DATA),
+        "model": dict(TINY_MODEL),
+        "fer_train": dict(TINY_FER_TRAIN),
+        "generator": dict(TINY_GENERATOR),
+        "critic": dict(TINY_CRITIC),
+        "fsr_train": dict(TINY_FSR_TRAIN),
+    }
 
 
 def _build_tiny_run(run_dir):
@@ -151,33 +177,16 @@ def _build_tiny_run(run_dir):
     dataset = synthetic.load_synthetic(data_config)
     fer = fer_loop.train_fer(
         configs.CovPoolFERConfig(**TINY_MODEL),
-        configs.FERTrainConfig(
-            batch_size=8,
-            steps=6,
-            learning_rate_schedule="0:0.01",
-            val_scales="1,4",
-            eval_every_epochs=1,
-            log_every=2,
-        ),
+        configs.FERTrainConfig(**TINY_FER_TRAIN),
         data_config,
         os.path.join(run_dir, "fer"),
         dataset=dataset,
     )
     fsr = fsr_loop.train_fsr(
         fer["final"],
-        configs.GeneratorConfig(
-            filters=4, growth=4, num_blocks=1, dense_convs=2
-        ),
-        configs.CriticConfig(base_filters=2, dense_units=8),
-        configs.FSRTrainConfig(
-            batch_size=8,
-            steps=4,
-            scales="2,4,8",
-            eval_every=2,
-            log_every=1,
-            checkpoint_every=2,
-            lr_boundaries="3",
-        ),
+        configs.GeneratorConfig(**TINY_GENERATOR),
+        configs.CriticConfig(**TINY_CRITIC),
+        configs.FSRTrainConfig(**TINY_FSR_TRAIN),
         data_config,
         os.path.join(run_dir, "fsr"),
         dataset=dataset,

@@ -13,38 +13,23 @@ from fsr_fer_tf import recognizer as recognizer_lib
 from fsr_fer_tf.models import covpool
 from fsr_fer_tf.train import fsr_loop
 
-FER_STEPS = dict(
-    batch_size=8,
-    steps=6,
-    learning_rate_schedule="0:0.01",
-    val_scales="1,4",
-    eval_every_epochs=1,
-    log_every=2,
-)
-TINY = dict(  # and model_overrides: tests/conftest.py's tiny CovPoolFER
-    fer_overrides=FER_STEPS,
-    ms_overrides=dict(FER_STEPS, steps=4),
-    fsr_overrides=dict(
-        batch_size=8,
-        steps=4,
-        scales="2,4,8",
-        eval_every=2,
-        log_every=1,
-        checkpoint_every=2,
-        lr_boundaries="3",
-    ),
-    generator_overrides=dict(filters=4, growth=4, num_blocks=1, dense_convs=2),
-    critic_overrides=dict(base_filters=2, dense_units=8),
-    scales=(1, 2, 3, 4, 8),
-    examples=0,
-)
+# Over tests/conftest.py's tiny sizes (`tiny_sizes`).
+EVALUATION = dict(scales=(1, 2, 3, 4, 8), examples=0)
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, tiny_sizes):
     run_dir = str(tmp_path_factory.mktemp("demo"))
     data_config = configs.DataConfig(**tiny_sizes["data"])
-    kwargs = dict(TINY, model_overrides=tiny_sizes["model"])
+    kwargs = dict(
+        EVALUATION,
+        fer_overrides=tiny_sizes["fer_train"],
+        ms_overrides=dict(tiny_sizes["fer_train"], steps=4),
+        fsr_overrides=tiny_sizes["fsr_train"],
+        model_overrides=tiny_sizes["model"],
+        generator_overrides=tiny_sizes["generator"],
+        critic_overrides=tiny_sizes["critic"],
+    )
     results = demo.run_demo(run_dir, data_config, **kwargs)
     return {
         "run_dir": run_dir,

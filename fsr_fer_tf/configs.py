@@ -802,7 +802,9 @@ def multiscale_finetune_config(preset_name, init_from):
 # generator.keras, tools/ablation_recipes.py's `ms_ce`) is the paper recipe
 # plus a cross-entropy term of this weight through the frozen head, trained
 # on the multi-scale CovPoolFER; faces of effective scale >= ROUTE_THRESHOLD
-# take it, chosen on FER-2013 val (README, Real faces).
+# take it, chosen on FER-2013 val (README, Real faces). `fsr-fer-demo`
+# chooses its own threshold and route on held-out faces the same way
+# (`demo.choose_route`) and falls back to this one when there are none.
 ROUTE_RECIPE = "paper"
 ROUTE_CE_WEIGHT = 50.0
 ROUTE_THRESHOLD = 3.0

@@ -147,3 +147,37 @@ def test_demo_refuses_a_route_without_a_fine_tune_preset(tmp_path):
     with pytest.raises(errors.ConfigError, match="--noroute"):
         demo.run_demo(str(run_dir), configs.DataConfig(), fer_preset="paper")
     assert not run_dir.exists()  # refused before any training
+
+
+def test_route_is_chosen_on_faces_disjoint_from_test(tiny_sizes):
+    import numpy as np
+
+    from fsr_fer_tf.data import sources
+    from fsr_fer_tf.data import synthetic
+
+    data = configs.DataConfig(**tiny_sizes["data"])
+    dataset = synthetic.load_synthetic(data)
+    assert "val" not in dataset.splits
+    split = demo.selection_split(dataset, data)
+    assert split.name == "val" and len(split) == 7 * demo.SELECTION_PER_CLASS
+    assert np.bincount(split.labels).tolist() == [demo.SELECTION_PER_CLASS] * 7
+    test = dataset.split("test").images
+    assert not any(
+        (face == test).all(axis=(1, 2, 3)).any() for face in split.images[:20]
+    )
+    # A dataset's own val split is used as it is.
+    val = sources.Split(
+        name="val", labels=split.labels[:7], images=split.images[:7]
+    )
+    with_val = sources.Dataset("folder", "/d", dict(dataset.splits, val=val))
+    folder = configs.DataConfig(data_format="folder", data_dir="/d")
+    assert demo.selection_split(with_val, folder) is val
+    # Without held-out faces (e.g. RAF-DB has no val): the shipped route,
+    # without evaluating anything (no models are needed).
+    no_val = sources.Dataset("folder", "/d", dict(dataset.splits))
+    assert demo.selection_split(no_val, folder) is None
+    assert demo.choose_route(no_val, folder, None, None, None) == {
+        "threshold": configs.ROUTE_THRESHOLD,
+        "above": "fsr",
+        "split": None,
+    }

@@ -208,6 +208,15 @@ def read_bundle(model_dir):
     return kwargs
 
 
+def by_threshold(hr_values, route_values, threshold):
+    """{scale key: the route's value at scales >= threshold, else the HR
+    model's}: what a recognizer with that threshold gives, per scale."""
+    return {
+        k: (route_values if int(k[1:]) >= threshold else hr_values)[k]
+        for k in route_values
+    }
+
+
 def choose_threshold(hr_accuracy, route_accuracy):
     """The threshold from which a route serves the faces, best on average.
 
@@ -219,25 +228,15 @@ def choose_threshold(hr_accuracy, route_accuracy):
 
     Returns:
         (threshold, mean accuracy over the scales): the route serves the
-        scales >= threshold; one past the largest scale means never. Ties
-        go to the lower threshold (more faces through the route).
+        scales >= threshold (`by_threshold`); one past the largest scale
+        means never. Ties go to the lower threshold (more faces through
+        the route).
     """
-    keys = sorted(route_accuracy, key=lambda k: int(k[1:]))
-    candidates = [int(k[1:]) for k in keys] + [int(keys[-1][1:]) + 1]
+    scales = sorted(int(k[1:]) for k in route_accuracy)
     best = None
-    for threshold in candidates:
-        score = float(
-            np.mean(
-                [
-                    (
-                        route_accuracy
-                        if int(k[1:]) >= threshold
-                        else hr_accuracy
-                    )[k]
-                    for k in keys
-                ]
-            )
-        )
+    for threshold in scales + [scales[-1] + 1]:
+        served = by_threshold(hr_accuracy, route_accuracy, threshold)
+        score = float(np.mean(list(served.values())))
         if best is None or score > best[1] + 1e-12:
             best = (threshold, score)
     return best

@@ -274,10 +274,7 @@ def routed(hr_correct, g_correct):
         {k: np.mean(v) for k, v in hr_correct.items()},
         {k: np.mean(v) for k, v in g_correct.items()},
     )
-    return threshold, {
-        k: (g_correct if int(k[1:]) >= threshold else hr_correct)[k]
-        for k in g_correct
-    }
+    return threshold, recognizer.by_threshold(hr_correct, g_correct, threshold)
 
 
 def acceptance(row, bicubic, multiscale=None):

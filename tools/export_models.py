@@ -84,22 +84,15 @@ def define_flags():
     )
 
 
-def export(*args, **kwargs):
-    """Writes the model directory; returns recognizer.json's dict
-    (`fsr_fer_tf.recognizer.write_bundle`, same arguments)."""
-    from fsr_fer_tf import recognizer
-
-    return recognizer.write_bundle(*args, **kwargs)
-
-
 def main(argv):
     from fsr_fer_tf import errors
+    from fsr_fer_tf import recognizer
 
     FLAGS = flags.FLAGS
     del argv
     errors.require(bool(FLAGS.fer_model), "--fer_model is required.")
     errors.require(bool(FLAGS.generator), "--generator is required.")
-    spec = export(
+    spec = recognizer.write_bundle(
         FLAGS.fer_model,
         FLAGS.generator,
         FLAGS.out_dir,

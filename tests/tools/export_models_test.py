@@ -20,7 +20,7 @@ def tool(load_tool):
 def test_export_writes_a_recognizer_directory(tool, tiny_run, tmp_path):
     out = str(tmp_path / "bundle")
     fer_path = tiny_run["fer"]["final"]
-    spec = tool.export(
+    spec = recognizer_lib.write_bundle(
         fer_path,
         tiny_run["fsr"]["generator"],
         out,
@@ -57,12 +57,12 @@ def test_export_writes_a_recognizer_directory(tool, tiny_run, tmp_path):
 
 def test_export_refuses_bad_input(tool, tiny_run, tmp_path):
     with pytest.raises(errors.ConfigError, match="--threshold"):
-        tool.export(
+        recognizer_lib.write_bundle(
             tiny_run["fer"]["final"], tiny_run["fsr"]["generator"],
             str(tmp_path / "a"), threshold=0,
         )  # fmt: skip
     with pytest.raises(errors.ConfigError, match="not a CovPoolFER"):
-        tool.export(
+        recognizer_lib.write_bundle(
             tiny_run["fsr"]["generator"], tiny_run["fsr"]["generator"],
             str(tmp_path / "b"), threshold=2,
         )  # fmt: skip
